@@ -1,0 +1,93 @@
+"""textgrad_like: programming — not prompting — language models, in PyTorch's shape.
+
+DSPy's public names live here, so ``import textgrad_like as dspy`` runs DSPy programs. Names are
+imported on first use, which keeps ``import textgrad_like`` fast (no torch, no litellm).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .settings import configure, context, settings
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute)
+_LAZY: dict[str, tuple[str, str]] = {
+    # primitives
+    "Example": (".primitives", "Example"),
+    "Prediction": (".primitives", "Prediction"),
+    "Completions": (".primitives", "Completions"),
+    # LMs
+    "LM": (".lm", "LM"),
+    "BaseLM": (".lm", "BaseLM"),
+    "inspect_history": (".lm", "inspect_history"),
+    "budget": (".lm", "budget"),
+    "Budget": (".lm", "Budget"),
+    "track_usage": (".lm", "track_usage"),
+    "configure_cache": (".lm", "configure_cache"),
+    # signatures
+    "Signature": (".signatures", "Signature"),
+    "InputField": (".signatures", "InputField"),
+    "OutputField": (".signatures", "OutputField"),
+    "ensure_signature": (".signatures", "ensure_signature"),
+    "make_signature": (".signatures", "make_signature"),
+    # adapters
+    "Adapter": (".adapters", "Adapter"),
+    "ChatAdapter": (".adapters", "ChatAdapter"),
+    "JSONAdapter": (".adapters", "JSONAdapter"),
+    # nn
+    "Module": (".nn", "Module"),
+    "Parameter": (".nn", "Parameter"),
+    "Variable": (".nn", "Variable"),
+    "no_grad": (".nn", "no_grad"),
+    "load": (".nn.module", "load"),
+    # modules
+    "Predict": (".predict", "Predict"),
+    "ChainOfThought": (".predict", "ChainOfThought"),
+    # evaluation
+    "Evaluate": (".evaluate", "Evaluate"),
+    # errors
+    "AdapterParseError": (".errors", "AdapterParseError"),
+    "BudgetExceeded": (".errors", "BudgetExceeded"),
+    "TextgradLikeError": (".errors", "TextgradLikeError"),
+}
+
+_SUBMODULES = {"nn", "optim", "evaluate", "datasets", "utils", "adapters", "signatures", "primitives", "lm",
+               "predict", "errors", "retrievers", "tools", "autograd", "callbacks", "parallel", "streaming"}
+
+
+def register_lazy(name: str, module: str, attribute: str) -> None:
+    _LAZY[name] = (module, attribute)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module_name, __name__), attribute)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'textgrad_like' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
+    from .adapters import Adapter, ChatAdapter, JSONAdapter
+    from .errors import AdapterParseError, BudgetExceeded, TextgradLikeError
+    from .evaluate import Evaluate
+    from .lm import LM, BaseLM, Budget, budget, configure_cache, inspect_history, track_usage
+    from .nn import Module, Parameter, Variable, no_grad
+    from .nn.module import load
+    from .predict import ChainOfThought, Predict
+    from .primitives import Completions, Example, Prediction
+    from .signatures import InputField, OutputField, Signature, ensure_signature, make_signature
+
+__all__ = ["configure", "context", "settings", *_LAZY]

@@ -1,0 +1,8 @@
+"""Adapters between signatures and chat messages."""
+
+from .base import Adapter, output_json_schema
+from .chat_adapter import ChatAdapter
+from .json_adapter import JSONAdapter
+from .values import format_value, parse_value
+
+__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "format_value", "parse_value", "output_json_schema"]

@@ -1,0 +1,245 @@
+"""``BaseLM``: the one place every language-model call goes through.
+
+A subclass implements :meth:`BaseLM._generate` (one request to a backend). Everything else —
+caching, retries bookkeeping, history, usage, budgets, callbacks — lives here so that a
+provider LM, the in-process local LM and the scripted ``DummyLM`` behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import logging
+import sys
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..callbacks import with_callbacks
+from ..errors import ConfigurationError
+from ..settings import settings
+from .cache import cache_key, get_cache, strip_secrets
+from .usage import Usage
+
+logger = logging.getLogger(__name__)
+
+MAX_HISTORY = 10_000
+GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=MAX_HISTORY)
+_GLOBAL_HISTORY_LOCK = threading.Lock()
+
+
+@dataclass
+class LMResponse:
+    """What a backend returns for one request: ``n`` completion texts plus usage."""
+
+    outputs: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    model: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """A cheap upper-bound-ish token estimate (4 characters a token) used by budgets."""
+    return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
+
+
+class BaseLM:
+    """Base class of every LM. Call it with a prompt or messages; it returns a list of strings."""
+
+    _callback_kind = "lm"
+
+    def __init__(self, model: str, model_type: str = "chat", temperature: float | None = None,
+                 max_tokens: int | None = None, cache: bool = True, num_retries: int = 3,
+                 callbacks: list[Any] | None = None, budget: Any = None, **kwargs: Any) -> None:
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError("LM(model=...) needs a model name such as 'openai/gpt-4o-mini' or 'local/embedded'.")
+        self.model = model
+        self.model_type = model_type
+        self.cache = cache
+        self.num_retries = num_retries
+        self.callbacks = list(callbacks or [])
+        self.kwargs: dict[str, Any] = dict(kwargs)
+        if temperature is not None:
+            self.kwargs["temperature"] = temperature
+        if max_tokens is not None:
+            self.kwargs["max_tokens"] = max_tokens
+        self.history: deque[dict[str, Any]] = deque(maxlen=MAX_HISTORY)
+        self.usage = Usage()
+        if isinstance(budget, dict):
+            from .usage import Budget
+
+            budget = Budget(**budget)
+        self.budget = budget
+        self._history_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------
+    def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
+        raise NotImplementedError
+
+    async def _agenerate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
+        return await asyncio.to_thread(self._generate, messages, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    def _request(self, prompt: str | None, messages: list[dict[str, Any]] | None,
+                 kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        if messages is None:
+            if prompt is None:
+                raise ConfigurationError("Call the LM with a prompt string or messages=[...].")
+            messages = [{"role": "user", "content": prompt}]
+        merged = {**self.kwargs, **kwargs}
+        return messages, merged
+
+    def _budgets(self) -> list[Any]:
+        active = list(settings.get("budget") or [])
+        if self.budget is not None:
+            active.append(self.budget)
+        return active
+
+    def _before(self, messages: list[dict[str, Any]], merged: dict[str, Any]) -> tuple[str, Any, list[Any]]:
+        use_cache = merged.pop("cache", self.cache)
+        key = cache_key({"model": self.model, "model_type": self.model_type, "messages": messages, **merged})
+        cached = get_cache().get(key) if use_cache else None
+        budgets: list[Any] = []
+        if cached is None:
+            estimate = estimate_tokens(messages) + int(merged.get("max_tokens") or 0) * int(merged.get("n") or 1)
+            for b in self._budgets():
+                try:
+                    b.reserve(estimate)
+                except Exception:
+                    for taken in budgets:
+                        taken.release()
+                    raise
+                budgets.append(b)
+        return (key if use_cache else ""), cached, budgets
+
+    def _after(self, key: str, messages: list[dict[str, Any]], merged: dict[str, Any], response: LMResponse,
+               cache_hit: bool, budgets: list[Any]) -> list[str]:
+        if key and not cache_hit:
+            get_cache().put(key, response)
+        for b in budgets:
+            b.release()
+            b.record(response.prompt_tokens, response.completion_tokens, response.cost)
+        cost = 0.0 if cache_hit else response.cost
+        self.usage.add(response.prompt_tokens, response.completion_tokens, cost, cache_hit)
+        tracker = settings.get("usage_tracker")
+        if tracker is not None:
+            tracker.add(self.model, response.prompt_tokens, response.completion_tokens, cost, cache_hit)
+        if not settings.get("disable_history"):
+            entry = {
+                "uuid": uuid.uuid4().hex,
+                "timestamp": datetime.datetime.now().isoformat(),
+                "model": self.model,
+                "model_type": self.model_type,
+                "messages": messages,
+                "kwargs": strip_secrets(merged),
+                "outputs": list(response.outputs),
+                "usage": {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
+                          "total_tokens": response.prompt_tokens + response.completion_tokens},
+                "cost": cost,
+                "cache_hit": cache_hit,
+                "tags": dict(settings.get("history_tags") or {}),
+            }
+            with self._history_lock:
+                self.history.append(entry)
+            with _GLOBAL_HISTORY_LOCK:
+                GLOBAL_HISTORY.append(entry)
+        return list(response.outputs)
+
+    def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                **kwargs: Any) -> LMResponse:
+        """One request, through the cache. Returns the raw :class:`LMResponse`."""
+        messages, merged = self._request(prompt, messages, kwargs)
+        key, cached, budgets = self._before(messages, merged)
+        if cached is not None:
+            self._after(key, messages, merged, cached, True, budgets)
+            return cached
+        try:
+            response = self._generate(messages, **merged)
+        except BaseException:
+            for b in budgets:
+                b.release()
+            raise
+        self._after(key, messages, merged, response, False, budgets)
+        return response
+
+    @with_callbacks
+    def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                 **kwargs: Any) -> list[str]:
+        messages, merged = self._request(prompt, messages, kwargs)
+        key, cached, budgets = self._before(messages, merged)
+        if cached is not None:
+            return self._after(key, messages, merged, cached, True, budgets)
+        try:
+            response = self._generate(messages, **merged)
+        except BaseException:
+            for b in budgets:
+                b.release()
+            raise
+        return self._after(key, messages, merged, response, False, budgets)
+
+    @with_callbacks
+    async def acall(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                    **kwargs: Any) -> list[str]:
+        messages, merged = self._request(prompt, messages, kwargs)
+        key, cached, budgets = self._before(messages, merged)
+        if cached is not None:
+            return self._after(key, messages, merged, cached, True, budgets)
+        try:
+            response = await self._agenerate(messages, **merged)
+        except BaseException:
+            for b in budgets:
+                b.release()
+            raise
+        return self._after(key, messages, merged, response, False, budgets)
+
+    # ------------------------------------------------------------------------------------------
+    def copy(self, **kwargs: Any) -> BaseLM:
+        """A copy with some arguments changed (history and usage start empty)."""
+        new = copy.copy(self)
+        new.kwargs = {**self.kwargs}
+        new.history = deque(maxlen=MAX_HISTORY)
+        new.usage = Usage()
+        new._history_lock = threading.Lock()
+        for key, value in kwargs.items():
+            if hasattr(self, key) and key not in ("kwargs",):
+                setattr(new, key, value)
+            else:
+                new.kwargs[key] = value
+        return new
+
+    def inspect_history(self, n: int = 1) -> str:
+        return inspect_history(n, history=list(self.history))
+
+    def dump_state(self) -> dict[str, Any]:
+        """Settings of this LM without credentials (safe to save)."""
+        return {"model": self.model, "model_type": self.model_type, "cache": self.cache,
+                "num_retries": self.num_retries, **strip_secrets(self.kwargs)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BaseLM:
+        # LMs are shared resources (connections, loaded weights): deep copies of programs share them.
+        return self
+
+
+def inspect_history(n: int = 1, history: list[dict[str, Any]] | None = None, file: Any = None) -> str:
+    """Show the last ``n`` LM calls (messages and replies); returns the text and writes it to stdout."""
+    entries = list(GLOBAL_HISTORY if history is None else history)[-n:]
+    parts: list[str] = []
+    for entry in entries:
+        parts.append(f"[{entry['timestamp']}] {entry['model']}{' (cached)' if entry.get('cache_hit') else ''}")
+        for message in entry["messages"]:
+            parts.append(f"--- {message.get('role', 'user')} ---\n{message.get('content', '')}")
+        for i, output in enumerate(entry["outputs"]):
+            label = "reply" if len(entry["outputs"]) == 1 else f"reply {i + 1}"
+            parts.append(f"--- {label} ---\n{output}")
+        parts.append("")
+    text = "\n".join(parts)
+    (file or sys.stdout).write(text + "\n")
+    return text

@@ -1,0 +1,145 @@
+"""``Predict``: one LM call through an adapter for a signature. Its instruction and demos are parameters.
+
+Every predictor call goes through :meth:`Predict.forward`, the single place where a graph node is
+recorded when a forward pass is being traced.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from ..adapters import ChatAdapter, JSONAdapter
+from ..errors import ConfigurationError, InputError
+from ..nn.graph import Node, current_graph
+from ..nn.module import Module
+from ..nn.parameter import Demos, Instruction, Parameter
+from ..primitives import Prediction
+from ..settings import settings
+from ..signatures import ensure_signature
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_adapter(lm: Any) -> Any:
+    adapter = settings.get("adapter")
+    if adapter is not None:
+        return adapter
+    if getattr(lm, "supports_response_schema", False):
+        return JSONAdapter()
+    return ChatAdapter()
+
+
+class Predict(Module):
+    """``Predict("question -> answer")(question="...")`` returns a :class:`Prediction`."""
+
+    _is_predictor = True
+
+    def __init__(self, signature: Any, callbacks: list[Any] | None = None, **config: Any) -> None:
+        super().__init__(callbacks=callbacks)
+        base = ensure_signature(signature)
+        self.stage = uuid.uuid4().hex[:8]
+        self._base_signature = base
+        self._signature_cache: tuple[str, Any] = (base.instructions, base)
+        self.instruction = Instruction(base.instructions)
+        self.demos = Demos([])
+        self.lm = None
+        self.config = config
+
+    # --- signature view over the instruction parameter ---------------------------------------------
+    @property
+    def signature(self) -> Any:
+        text = self.instruction.value
+        cached_text, cached = self._signature_cache
+        if cached_text == text and cached.output_fields == self._base_signature.output_fields:
+            return cached
+        sig = self._base_signature.with_instructions(text)
+        self._signature_cache = (text, sig)
+        return sig
+
+    @signature.setter
+    def signature(self, value: Any) -> None:
+        sig = ensure_signature(value)
+        self._base_signature = sig
+        self._signature_cache = (sig.instructions, sig)
+        self.instruction.value = sig.instructions
+
+    def reset(self) -> None:
+        self.lm = None
+        self.demos = []
+
+    def dump_state(self) -> dict[str, Any]:
+        return {
+            "demos": self.demos.state(),
+            "signature": self.signature.dump_state(),
+            "lm": self.lm.dump_state() if self.lm is not None and hasattr(self.lm, "dump_state") else None,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> Predict:
+        if "signature" in state and isinstance(state["signature"], dict):
+            self.signature = self.signature.load_state(state["signature"])
+        if "demos" in state:
+            self.demos = state["demos"]
+        return self
+
+    # --- the call ---------------------------------------------------------------------------------------
+    def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], list[Any], dict[str, Any], list[Parameter]]:
+        signature = ensure_signature(kwargs.pop("signature", None) or self.signature)
+        demos = kwargs.pop("demos", None)
+        demos = list(self.demos) if demos is None else list(demos)
+        config = {**self.config, **(kwargs.pop("config", None) or {})}
+        lm = kwargs.pop("lm", None) or self.lm or settings.get("lm")
+        if lm is None:
+            raise ConfigurationError(
+                "No LM is configured. Call textgrad_like.configure(lm=textgrad_like.LM('openai/gpt-4o-mini')) "
+                "(or LM('local/embedded') for the bundled local model), or pass lm= to the module."
+            )
+        if isinstance(lm, str):
+            raise ConfigurationError(f"lm must be an LM object, not the string {lm!r}; use LM({lm!r}).")
+        if "new_signature" in kwargs:
+            raise InputError("new_signature is not supported; pass signature= instead.")
+        expected = signature.input_fields
+        unknown = [k for k in kwargs if k not in expected]
+        if unknown:
+            raise InputError(f"{type(self).__name__} got unknown input field(s) {unknown}; the signature "
+                             f"{signature.signature!r} takes {list(expected)}.")
+        missing = [k for k, info in expected.items() if k not in kwargs and not info.has_default]
+        if missing:
+            raise InputError(f"{type(self).__name__} is missing input field(s) {missing} for signature "
+                             f"{signature.signature!r}. Call it with {', '.join(f'{k}=...' for k in expected)}.")
+        inputs = {k: (kwargs[k] if k in kwargs else expected[k].default) for k in expected}
+        used: list[Parameter] = [self.instruction, self.demos]
+        for value in inputs.values():
+            if isinstance(value, Parameter):
+                used.append(value)
+        return signature, lm, config, demos, inputs, used
+
+    def _finish(self, signature: Any, completions: list[dict[str, Any]], inputs: dict[str, Any],
+                used: list[Parameter], lm: Any) -> Prediction:
+        pred = Prediction.from_completions(completions, signature=signature)
+        graph = current_graph()
+        if graph is not None:
+            node = Node(name=self._graph_name(), module=self, inputs=inputs, outputs=dict(pred.items()),
+                        params=used, prediction=pred)
+            graph.add(node)
+        return pred
+
+    def _graph_name(self) -> str:
+        return self.instruction.name.rsplit(".", 1)[0] if self.instruction.name and "." in self.instruction.name \
+            else f"{type(self).__name__}[{self.stage}]"
+
+    def forward(self, **kwargs: Any) -> Prediction:
+        signature, lm, config, demos, inputs, used = self._prepare(kwargs)
+        adapter = resolve_adapter(lm)
+        completions = adapter(lm, config, signature, demos, inputs)
+        return self._finish(signature, completions, inputs, used, lm)
+
+    async def aforward(self, **kwargs: Any) -> Prediction:
+        signature, lm, config, demos, inputs, used = self._prepare(kwargs)
+        adapter = resolve_adapter(lm)
+        completions = await adapter.acall(lm, config, signature, demos, inputs)
+        return self._finish(signature, completions, inputs, used, lm)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature!r})"
