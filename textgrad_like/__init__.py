@@ -90,4 +90,35 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .primitives import Completions, Example, Prediction
     from .signatures import InputField, OutputField, Signature, ensure_signature, make_signature
 
-__all__ = ["configure", "context", "settings", *_LAZY]
+__all__ = [  # noqa: RUF022
+    "configure", "context", "settings",
+    "Example",
+    "Prediction",
+    "Completions",
+    "LM",
+    "BaseLM",
+    "inspect_history",
+    "budget",
+    "Budget",
+    "track_usage",
+    "configure_cache",
+    "Signature",
+    "InputField",
+    "OutputField",
+    "ensure_signature",
+    "make_signature",
+    "Adapter",
+    "ChatAdapter",
+    "JSONAdapter",
+    "Module",
+    "Parameter",
+    "Variable",
+    "no_grad",
+    "load",
+    "Predict",
+    "ChainOfThought",
+    "Evaluate",
+    "AdapterParseError",
+    "BudgetExceeded",
+    "TextgradLikeError",
+]

@@ -15,6 +15,7 @@ import sys
 import threading
 import uuid
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,22 @@ class LMResponse:
     cost: float | None = None
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _CallPlan:
+    """Where one call's reply may come from and which budgets it holds."""
+
+    key: str
+    use_cache: bool
+    journal: Any = None
+    cached: LMResponse | None = None
+    budgets: list[Any] = field(default_factory=list)
+
+    def release(self) -> None:
+        for b in self.budgets:
+            b.release()
+        self.budgets = []
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -100,28 +117,35 @@ class BaseLM:
             active.append(self.budget)
         return active
 
-    def _before(self, messages: list[dict[str, Any]], merged: dict[str, Any]) -> tuple[str, Any, list[Any]]:
-        use_cache = merged.pop("cache", self.cache)
-        key = cache_key({"model": self.model, "model_type": self.model_type, "messages": messages, **merged})
-        cached = get_cache().get(key) if use_cache else None
-        budgets: list[Any] = []
-        if cached is None:
+    def _before(self, messages: list[dict[str, Any]], merged: dict[str, Any]) -> _CallPlan:
+        use_cache = bool(merged.pop("cache", self.cache))
+        journal = settings.get("call_journal")
+        plan = _CallPlan(key=cache_key({"model": self.model, "model_type": self.model_type, "messages": messages,
+                                        **merged}), use_cache=use_cache, journal=journal)
+        if use_cache:
+            plan.cached = get_cache().get(plan.key)
+        if plan.cached is None and journal is not None:
+            plan.cached = journal.get(plan.key)  # a call already paid for before a crash: replay it
+        if plan.cached is None:
             estimate = estimate_tokens(messages) + int(merged.get("max_tokens") or 0) * int(merged.get("n") or 1)
             for b in self._budgets():
                 try:
                     b.reserve(estimate)
                 except Exception:
-                    for taken in budgets:
-                        taken.release()
+                    plan.release()
                     raise
-                budgets.append(b)
-        return (key if use_cache else ""), cached, budgets
+                plan.budgets.append(b)
+        return plan
 
-    def _after(self, key: str, messages: list[dict[str, Any]], merged: dict[str, Any], response: LMResponse,
-               cache_hit: bool, budgets: list[Any]) -> list[str]:
-        if key and not cache_hit:
-            get_cache().put(key, response)
-        for b in budgets:
+    def _after(self, plan: _CallPlan, messages: list[dict[str, Any]], merged: dict[str, Any],
+               response: LMResponse) -> list[str]:
+        cache_hit = plan.cached is not None
+        if not cache_hit:
+            if plan.use_cache:
+                get_cache().put(plan.key, response)
+            if plan.journal is not None:
+                plan.journal.put(plan.key, response)
+        for b in plan.budgets:
             b.release()
             b.record(response.prompt_tokens, response.completion_tokens, response.cost)
         cost = 0.0 if cache_hit else response.cost
@@ -154,48 +178,95 @@ class BaseLM:
                 **kwargs: Any) -> LMResponse:
         """One request, through the cache. Returns the raw :class:`LMResponse`."""
         messages, merged = self._request(prompt, messages, kwargs)
-        key, cached, budgets = self._before(messages, merged)
-        if cached is not None:
-            self._after(key, messages, merged, cached, True, budgets)
-            return cached
+        plan = self._before(messages, merged)
+        if plan.cached is not None:
+            self._after(plan, messages, merged, plan.cached)
+            return plan.cached
         try:
             response = self._generate(messages, **merged)
         except BaseException:
-            for b in budgets:
-                b.release()
+            plan.release()
             raise
-        self._after(key, messages, merged, response, False, budgets)
+        self._after(plan, messages, merged, response)
         return response
 
     @with_callbacks
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
                  **kwargs: Any) -> list[str]:
         messages, merged = self._request(prompt, messages, kwargs)
-        key, cached, budgets = self._before(messages, merged)
-        if cached is not None:
-            return self._after(key, messages, merged, cached, True, budgets)
+        plan = self._before(messages, merged)
+        if plan.cached is not None:
+            _publish_if_streaming(self, plan.cached)
+            return self._after(plan, messages, merged, plan.cached)
         try:
-            response = self._generate(messages, **merged)
+            response = self._generate_or_stream(messages, merged)
         except BaseException:
-            for b in budgets:
-                b.release()
+            plan.release()
             raise
-        return self._after(key, messages, merged, response, False, budgets)
+        return self._after(plan, messages, merged, response)
 
     @with_callbacks
     async def acall(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
                     **kwargs: Any) -> list[str]:
         messages, merged = self._request(prompt, messages, kwargs)
-        key, cached, budgets = self._before(messages, merged)
-        if cached is not None:
-            return self._after(key, messages, merged, cached, True, budgets)
+        plan = self._before(messages, merged)
+        if plan.cached is not None:
+            _publish_if_streaming(self, plan.cached)
+            return self._after(plan, messages, merged, plan.cached)
         try:
-            response = await self._agenerate(messages, **merged)
+            if _active_stream() is not None:
+                response = await asyncio.to_thread(self._generate_or_stream, messages, merged)
+            else:
+                response = await self._agenerate(messages, **merged)
         except BaseException:
-            for b in budgets:
-                b.release()
+            plan.release()
             raise
-        return self._after(key, messages, merged, response, False, budgets)
+        return self._after(plan, messages, merged, response)
+
+    # --- streaming -------------------------------------------------------------------------------
+    def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> Generator[str, None, LMResponse | None]:
+        """Yield the completion's text piece by piece as the backend produces it.
+
+        Override it in a backend that can stream tokens. The generator may ``return`` the
+        :class:`LMResponse` (for exact usage); if it returns nothing, the joined pieces are the
+        completion and its tokens are estimated. This default generates the whole completion and
+        yields it once. It is used only while a stream is active (``streamify``) and ``n`` is 1;
+        each piece is then published to that stream as it arrives.
+        """
+        response = self._generate(messages, **kwargs)
+        if response.outputs:
+            yield response.outputs[0]
+        return response
+
+    def _generate_or_stream(self, messages: list[dict[str, Any]], merged: dict[str, Any]) -> LMResponse:
+        sink = _active_stream()
+        if sink is None:
+            return self._generate(messages, **merged)
+        if int(merged.get("n") or 1) != 1:
+            response = self._generate(messages, **merged)
+            _publish_whole(sink, self, response)
+            return response
+        request_id = uuid.uuid4().hex
+        pieces: list[str] = []
+        final: Any = None
+        generator = self.stream(messages, **merged)
+        while True:
+            try:
+                piece = next(generator)
+            except StopIteration as stop:
+                final = stop.value
+                break
+            if piece:
+                pieces.append(str(piece))
+                sink.publish_lm_chunk(self, request_id, pieces[-1], False)
+        sink.publish_lm_chunk(self, request_id, "", True)
+        text = "".join(pieces)
+        if isinstance(final, LMResponse):
+            if not final.outputs:
+                final.outputs = [text]
+            return final
+        return LMResponse(outputs=[text], prompt_tokens=estimate_tokens(messages),
+                          completion_tokens=max(1, len(text) // 4) if text else 0, model=self.model)
 
     # ------------------------------------------------------------------------------------------
     def copy(self, **kwargs: Any) -> BaseLM:
@@ -226,6 +297,26 @@ class BaseLM:
     def __deepcopy__(self, memo: dict[int, Any]) -> BaseLM:
         # LMs are shared resources (connections, loaded weights): deep copies of programs share them.
         return self
+
+
+def _active_stream() -> Any:
+    """The stream of a running ``streamify`` call (it has ``publish_lm_chunk``), or ``None``."""
+    sink = settings.get("send_stream")
+    return sink if sink is not None and hasattr(sink, "publish_lm_chunk") else None
+
+
+def _publish_whole(sink: Any, lm: BaseLM, response: LMResponse) -> None:
+    """Publish a completion that was not streamed (a cache hit, ``n > 1``) as one piece."""
+    request_id = uuid.uuid4().hex
+    if response.outputs and response.outputs[0]:
+        sink.publish_lm_chunk(lm, request_id, response.outputs[0], False)
+    sink.publish_lm_chunk(lm, request_id, "", True)
+
+
+def _publish_if_streaming(lm: BaseLM, response: LMResponse) -> None:
+    sink = _active_stream()
+    if sink is not None:
+        _publish_whole(sink, lm, response)
 
 
 def inspect_history(n: int = 1, history: list[dict[str, Any]] | None = None, file: Any = None) -> str:

@@ -51,7 +51,8 @@ class Node:
 class Graph:
     """Nodes of one forward pass, in the order they ran, with producer lookup for values."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Any = None) -> None:
+        self.root = root
         self.nodes: list[Node] = []
         self._producers: dict[int, tuple[Any, Node]] = {}
         self._text_producers: list[tuple[str, Node]] = []
@@ -119,6 +120,15 @@ class Graph:
     def sources_of(self, value: Any) -> list[Node]:
         with self._lock:
             return self._sources_locked(value)
+
+    def name_nodes(self) -> None:
+        """Give each node its predictor's dotted path in the root module (e.g. ``first.predict``)."""
+        if self.root is None:
+            return
+        names = {id(m): (n or "self") for n, m in self.root.named_modules()}
+        for node in self.nodes:
+            if id(node.module) in names:
+                node.name = names[id(node.module)]
 
     def topological_order(self) -> list[Node]:
         """Nodes so that every node comes after the nodes that fed it."""

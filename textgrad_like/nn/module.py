@@ -17,7 +17,9 @@ from typing import Any
 
 from ..callbacks import with_callbacks
 from ..errors import ConfigurationError, StateDictError
+from ..lm.usage import track_usage
 from ..primitives import Prediction
+from ..settings import settings
 from .graph import Graph, _current_graph, _forward_scope, is_grad_enabled
 from .parameter import Parameter
 
@@ -304,10 +306,20 @@ class Module:
 
     @with_callbacks
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if settings.get("track_usage") and settings.get("usage_tracker") is None:
+            with track_usage() as tracker:
+                result = self._call_traced(*args, **kwargs)
+            if isinstance(result, Prediction):
+                result.set_lm_usage(tracker.totals())
+            return result
+        return self._call_traced(*args, **kwargs)
+
+    def _call_traced(self, *args: Any, **kwargs: Any) -> Any:
         if self._needs_graph():
-            graph = Graph()
+            graph = Graph(root=self)
             with _forward_scope(graph):
                 result = self.forward(*args, **kwargs)
+            graph.name_nodes()
             if isinstance(result, Prediction):
                 object.__setattr__(result, "_graph", graph)
             return result
@@ -315,10 +327,20 @@ class Module:
 
     @with_callbacks
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        if settings.get("track_usage") and settings.get("usage_tracker") is None:
+            with track_usage() as tracker:
+                result = await self._acall_traced(*args, **kwargs)
+            if isinstance(result, Prediction):
+                result.set_lm_usage(tracker.totals())
+            return result
+        return await self._acall_traced(*args, **kwargs)
+
+    async def _acall_traced(self, *args: Any, **kwargs: Any) -> Any:
         if self._needs_graph():
-            graph = Graph()
+            graph = Graph(root=self)
             with _forward_scope(graph):
                 result = await self.aforward(*args, **kwargs)
+            graph.name_nodes()
             if isinstance(result, Prediction):
                 object.__setattr__(result, "_graph", graph)
             return result

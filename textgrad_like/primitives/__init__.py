@@ -1,6 +1,7 @@
-"""Data records: :class:`Example`, :class:`Prediction`, :class:`Completions`."""
+"""Data records: :class:`Example`, :class:`Prediction`, :class:`Completions`, :class:`RunHistory`."""
 
 from .example import Example
 from .prediction import Completions, Prediction
+from .run_history import RunHistory
 
-__all__ = ["Example", "Prediction", "Completions"]
+__all__ = ["Example", "Prediction", "Completions", "RunHistory"]

@@ -1,0 +1,7 @@
+"""Losses and the textual backward pass."""
+
+from .backward import backward, backward_graph, terminal_nodes
+from .loss import FeedbackLoss, LMJudgeLoss, Loss, LossItem, MetricLoss
+
+__all__ = ["Loss", "LossItem", "MetricLoss", "FeedbackLoss", "LMJudgeLoss", "backward", "backward_graph",
+           "terminal_nodes"]
