@@ -65,6 +65,9 @@ class Adapter:
         return "\n".join(lines)
 
     def format_system(self, signature: Any) -> str:
+        return _system_text(type(self), self, signature)
+
+    def build_system(self, signature: Any) -> str:
         parts = []
         if signature.input_fields:
             parts.append("You receive these input fields:\n" + self.describe_fields(signature.input_fields))
@@ -113,6 +116,20 @@ class Adapter:
     @staticmethod
     def render(value: Any) -> str:
         return format_output_value(value)
+
+
+def _system_text(cls: type, adapter: Adapter, signature: Any) -> str:
+    key = (cls, signature)
+    text = _SYSTEM_CACHE.get(key)
+    if text is None:
+        text = adapter.build_system(signature)
+        if len(_SYSTEM_CACHE) > 2048:
+            _SYSTEM_CACHE.clear()
+        _SYSTEM_CACHE[key] = text
+    return text
+
+
+_SYSTEM_CACHE: dict[tuple[type, Any], str] = {}
 
 
 @functools.lru_cache(maxsize=512)

@@ -120,8 +120,10 @@ class BaseLM:
     def _before(self, messages: list[dict[str, Any]], merged: dict[str, Any]) -> _CallPlan:
         use_cache = bool(merged.pop("cache", self.cache))
         journal = settings.get("call_journal")
-        plan = _CallPlan(key=cache_key({"model": self.model, "model_type": self.model_type, "messages": messages,
-                                        **merged}), use_cache=use_cache, journal=journal)
+        key = ""
+        if use_cache or journal is not None:
+            key = cache_key({"model": self.model, "model_type": self.model_type, "messages": messages, **merged})
+        plan = _CallPlan(key=key, use_cache=use_cache, journal=journal)
         if use_cache:
             plan.cached = get_cache().get(plan.key)
         if plan.cached is None and journal is not None:

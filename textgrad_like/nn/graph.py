@@ -125,6 +125,10 @@ class Graph:
         """Give each node its predictor's dotted path in the root module (e.g. ``first.predict``)."""
         if self.root is None:
             return
+        if all(node.module is self.root for node in self.nodes):
+            for node in self.nodes:
+                node.name = "self"
+            return
         names = {id(m): (n or "self") for n, m in self.root.named_modules()}
         for node in self.nodes:
             if id(node.module) in names:

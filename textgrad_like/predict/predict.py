@@ -52,7 +52,7 @@ class Predict(Module):
     def signature(self) -> Any:
         text = self.instruction.value
         cached_text, cached = self._signature_cache
-        if cached_text == text and cached.output_fields == self._base_signature.output_fields:
+        if cached_text == text:
             return cached
         sig = self._base_signature.with_instructions(text)
         self._signature_cache = (text, sig)
@@ -85,7 +85,8 @@ class Predict(Module):
 
     # --- the call ---------------------------------------------------------------------------------------
     def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], list[Any], dict[str, Any], list[Parameter]]:
-        signature = ensure_signature(kwargs.pop("signature", None) or self.signature)
+        override = kwargs.pop("signature", None)
+        signature = ensure_signature(override) if override is not None else self.signature
         demos = kwargs.pop("demos", None)
         demos = list(self.demos) if demos is None else list(demos)
         config = {**self.config, **(kwargs.pop("config", None) or {})}

@@ -76,6 +76,8 @@ class SignatureMeta(type):
         ordered = {k: v for k, v in fields.items() if v.is_input}
         ordered.update({k: v for k, v in fields.items() if not v.is_input})
         cls._fields_ = ordered
+        cls._input_fields_ = {k: v for k, v in ordered.items() if v.is_input}
+        cls._output_fields_ = {k: v for k, v in ordered.items() if not v.is_input}
         doc = namespace.get("__doc__")
         if doc and doc.strip():
             cls._instructions_ = _dedent(doc)
@@ -110,11 +112,11 @@ class SignatureMeta(type):
 
     @property
     def input_fields(cls) -> dict[str, FieldInfo]:
-        return {k: v for k, v in cls._fields_.items() if v.is_input}
+        return cls._input_fields_
 
     @property
     def output_fields(cls) -> dict[str, FieldInfo]:
-        return {k: v for k, v in cls._fields_.items() if not v.is_input}
+        return cls._output_fields_
 
     @property
     def signature(cls) -> str:
