@@ -46,8 +46,24 @@ _LAZY: dict[str, tuple[str, str]] = {
     # modules
     "Predict": (".predict", "Predict"),
     "ChainOfThought": (".predict", "ChainOfThought"),
+    "ReAct": (".predict.react", "ReAct"),
+    "ProgramOfThought": (".predict.program_of_thought", "ProgramOfThought"),
+    "BestOfN": (".predict.best_of_n", "BestOfN"),
+    "Refine": (".predict.refine", "Refine"),
+    "Parallel": (".predict.parallel", "Parallel"),
+    "MultiChainComparison": (".predict.multi_chain_comparison", "MultiChainComparison"),
+    "majority": (".predict.aggregation", "majority"),
+    "Retrieve": (".predict.retrieve", "Retrieve"),
+    "Tool": (".tools.tool", "Tool"),
     # evaluation
     "Evaluate": (".evaluate", "Evaluate"),
+    # retrieval and tools
+    "ColBERTv2": (".retrievers", "ColBERTv2"),
+    "BM25Retriever": (".retrievers", "BM25Retriever"),
+    "EmbeddingsRetriever": (".retrievers", "EmbeddingsRetriever"),
+    "PythonInterpreter": (".tools.python_interpreter", "PythonInterpreter"),
+    # run reports
+    "RunHistory": (".primitives", "RunHistory"),
     # errors
     "AdapterParseError": (".errors", "AdapterParseError"),
     "BudgetExceeded": (".errors", "BudgetExceeded"),
@@ -87,7 +103,9 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .nn import Module, Parameter, Variable, no_grad
     from .nn.module import load
     from .predict import ChainOfThought, Predict
-    from .primitives import Completions, Example, Prediction
+    from .primitives import Completions, Example, Prediction, RunHistory
+    from .retrievers import BM25Retriever, ColBERTv2, EmbeddingsRetriever
+    from .tools.python_interpreter import PythonInterpreter
     from .signatures import InputField, OutputField, Signature, ensure_signature, make_signature
 
 __all__ = [  # noqa: RUF022
@@ -121,4 +139,5 @@ __all__ = [  # noqa: RUF022
     "AdapterParseError",
     "BudgetExceeded",
     "TextgradLikeError",
+    "ColBERTv2",
 ]

@@ -62,6 +62,10 @@ class LMError(TextgradLikeError, RuntimeError):
     """The language model call itself failed (provider error, timeout, bad model name)."""
 
 
+class ContextWindowExceededError(LMError):
+    """The prompt (plus the requested completion) does not fit the model's context window."""
+
+
 class BudgetExceeded(TextgradLikeError, RuntimeError):
     """A call would pass a budget on LM calls, tokens or cost; it was not made."""
 

@@ -202,7 +202,7 @@ def enable_grad() -> Iterator[None]:
 def record(graph: Graph | None = None) -> Iterator[Graph]:
     """Record every predictor call in the block into ``graph`` (a new one by default), whatever the
     modules' training mode. Optimizers use it to collect traces."""
-    graph = graph or Graph()
+    graph = graph if graph is not None else Graph()
     t1 = _current_graph.set(graph)
     t2 = _grad_enabled.set(True)
     try:

@@ -1,0 +1,251 @@
+"""``ReAct``: an agent that alternates thoughts and tool calls, then extracts the signature's outputs.
+
+Each step asks ``self.react`` (a :class:`Predict`) for ``next_thought``, ``next_tool_name`` and
+``next_tool_args``; the tool runs and its result (or error) becomes the step's observation. When the
+agent picks ``finish`` (or ``max_iters`` is reached), ``self.extract`` (a :class:`ChainOfThought`)
+reads the whole trajectory and writes the original output fields.
+
+Both predictors are ordinary parameters-holding modules: they show up in ``named_predictors()``
+and their instructions and demos can be optimized like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from ..errors import AdapterParseError, ConfigurationError, LMError
+from ..nn.module import Module
+from ..primitives import Prediction
+from ..signatures import InputField, OutputField, ensure_signature, make_signature
+from ..tools.tool import Tool
+from .chain_of_thought import ChainOfThought
+from .predict import Predict
+
+logger = logging.getLogger(__name__)
+
+_CONTEXT_PATTERNS = re.compile(
+    r"context[ _-]?(window|length)|maximum context|context_length_exceeded|too many tokens|prompt is too long"
+    r"|input is too long",
+    re.I,
+)
+
+_STEP_KEYS = ("thought", "tool_name", "tool_args", "observation")
+
+
+def is_context_window_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says the prompt did not fit the model."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AdapterParseError):
+            return False
+        if "ContextWindowExceeded" in type(current).__name__ or _CONTEXT_PATTERNS.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def format_error_for_lm(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _format_value(value: Any) -> str:
+    from ..adapters.values import format_value
+
+    return format_value(value)
+
+
+class ReAct(Module):
+    """``ReAct("question -> answer", tools=[search])``: a tool-using agent over any signature.
+
+    Args:
+        signature: the task's signature (string or class).
+        tools: functions, callable objects or :class:`Tool` instances.
+        max_iters: the most tool-calling steps per call (``max_iters=`` at call time overrides it).
+        max_trajectory_chars: when set, the oldest steps are dropped before a call whenever the
+            formatted trajectory is longer than this.
+    """
+
+    def __init__(self, signature: Any, tools: list[Callable[..., Any] | Tool], max_iters: int = 20,
+                 max_trajectory_chars: int | None = None) -> None:
+        super().__init__()
+        self.signature = signature = ensure_signature(signature)
+        self.max_iters = max_iters
+        self.max_trajectory_chars = max_trajectory_chars
+
+        by_name: dict[str, Tool] = {}
+        for item in tools:
+            tool = item if isinstance(item, Tool) else Tool(item)
+            if tool.name == "finish":
+                raise ConfigurationError("A tool may not be named 'finish': ReAct adds that tool itself. Rename it "
+                                         "with Tool(func, name=...).")
+            if tool.name in by_name:
+                raise ConfigurationError(f"Two tools are named {tool.name!r}; give one another name with "
+                                         "Tool(func, name=...).")
+            by_name[tool.name] = tool
+
+        outputs = ", ".join(f"`{k}`" for k in signature.output_fields)
+        inputs = ", ".join(f"`{k}`" for k in signature.input_fields)
+        by_name["finish"] = Tool(
+            func=lambda: "Completed.",
+            name="finish",
+            desc=f"Call this once the trajectory holds everything needed to write {outputs}; it ends the task.",
+            args={},
+        )
+        self.tools = by_name
+
+        lines = [signature.instructions.strip(), ""] if signature.instructions else []
+        lines += [
+            f"You work as an agent, one step at a time. Each step you receive the input fields {inputs} together "
+            "with the trajectory of your earlier steps: their thoughts, tool calls and observations.",
+            f"Use the tools below to collect what you need to produce {outputs}.",
+            "Each step, write `next_thought` (reason about where you are and plan what comes next), then choose "
+            "`next_tool_name` and give `next_tool_args`, a JSON object with the arguments of that tool.",
+            "The tool's result is appended to the trajectory as an observation. When you have enough, choose "
+            "`finish`.",
+            "The tools you may choose from:",
+        ]
+        for i, tool in enumerate(by_name.values(), 1):
+            lines.append(f"({i}) {tool}")
+        lines.append("Write `next_tool_args` as valid JSON (an empty object {} when the tool takes no arguments).")
+
+        react_signature = (
+            make_signature(dict(signature.input_fields), "\n".join(lines))
+            .append("trajectory", InputField(), type_=str)
+            .append("next_thought", OutputField(), type_=str)
+            .append("next_tool_name", OutputField(), type_=Literal[tuple(by_name)])  # type: ignore[misc]
+            .append("next_tool_args", OutputField(), type_=dict[str, Any])
+        )
+        extract_signature = make_signature(
+            {**signature.input_fields, **signature.output_fields}, signature.instructions,
+        ).append("trajectory", InputField(), type_=str)
+
+        self.react = Predict(react_signature)
+        self.extract = ChainOfThought(extract_signature)
+
+    # --- trajectory ----------------------------------------------------------------------------
+    def _format_trajectory(self, trajectory: dict[str, Any]) -> str:
+        return "\n".join(f"<{key}>\n{_format_value(value)}\n</{key}>" for key, value in trajectory.items())
+
+    @staticmethod
+    def _steps(trajectory: dict[str, Any]) -> list[str]:
+        steps: list[str] = []
+        for key in trajectory:
+            index = key.rsplit("_", 1)[-1]
+            if index not in steps:
+                steps.append(index)
+        return steps
+
+    def truncate_trajectory(self, trajectory: dict[str, Any]) -> dict[str, Any]:
+        """Drop the oldest step (thought, tool name, args, observation) in place. Override to change how."""
+        steps = self._steps(trajectory)
+        if len(steps) <= 1:
+            raise LMError("The prompt exceeded the model's context window, and the trajectory cannot be truncated "
+                          "further (one step left). Use a model with a larger context window, shorter inputs, or "
+                          "tools that return shorter observations.")
+        oldest = steps[0]
+        for key in [k for k in trajectory if k.rsplit("_", 1)[-1] == oldest]:
+            trajectory.pop(key)
+        return trajectory
+
+    def _fit(self, trajectory: dict[str, Any]) -> None:
+        limit = self.max_trajectory_chars
+        if limit is None:
+            return
+        while len(self._steps(trajectory)) > 1 and len(self._format_trajectory(trajectory)) > limit:
+            logger.info("ReAct trajectory is longer than max_trajectory_chars=%d; dropping the oldest step.", limit)
+            self.truncate_trajectory(trajectory)
+
+    def _call_with_truncation(self, module: Module, trajectory: dict[str, Any], **input_args: Any) -> Any:
+        last: BaseException | None = None
+        for _ in range(3):
+            self._fit(trajectory)
+            try:
+                return module(**input_args, trajectory=self._format_trajectory(trajectory))
+            except Exception as err:
+                if not is_context_window_error(err):
+                    raise
+                logger.warning("ReAct: the prompt exceeded the context window; dropping the oldest step.")
+                last = err
+                self.truncate_trajectory(trajectory)
+        raise LMError("The prompt still exceeded the context window after dropping the three oldest steps of "
+                      "the trajectory. Use a model with a larger context window or set max_trajectory_chars.") \
+            from last
+
+    async def _acall_with_truncation(self, module: Module, trajectory: dict[str, Any], **input_args: Any) -> Any:
+        last: BaseException | None = None
+        for _ in range(3):
+            self._fit(trajectory)
+            try:
+                return await module.acall(**input_args, trajectory=self._format_trajectory(trajectory))
+            except Exception as err:
+                if not is_context_window_error(err):
+                    raise
+                logger.warning("ReAct: the prompt exceeded the context window; dropping the oldest step.")
+                last = err
+                self.truncate_trajectory(trajectory)
+        raise LMError("The prompt still exceeded the context window after dropping the three oldest steps of "
+                      "the trajectory. Use a model with a larger context window or set max_trajectory_chars.") \
+            from last
+
+    def _step_failed(self, err: Exception) -> bool:
+        """Whether ``err`` from the step predictor ends the loop (True) or must propagate (False)."""
+        if isinstance(err, AdapterParseError):
+            logger.warning("ReAct: ending the trajectory, the agent did not choose a valid tool: %s",
+                           format_error_for_lm(err))
+            return True
+        if is_context_window_error(err):
+            logger.warning("ReAct: ending the trajectory: %s", format_error_for_lm(err))
+            return True
+        return False
+
+    # --- forward -------------------------------------------------------------------------------
+    def forward(self, **input_args: Any) -> Prediction:
+        trajectory: dict[str, Any] = {}
+        max_iters = input_args.pop("max_iters", self.max_iters)
+        for idx in range(max_iters):
+            try:
+                pred = self._call_with_truncation(self.react, trajectory, **input_args)
+            except Exception as err:
+                if self._step_failed(err):
+                    break
+                raise
+            name, args = pred.next_tool_name, pred.next_tool_args
+            trajectory[f"thought_{idx}"] = pred.next_thought
+            trajectory[f"tool_name_{idx}"] = name
+            trajectory[f"tool_args_{idx}"] = args
+            try:
+                trajectory[f"observation_{idx}"] = self.tools[name](**(args or {}))
+            except Exception as err:
+                trajectory[f"observation_{idx}"] = f"Execution error in {name}: {format_error_for_lm(err)}"
+            if name == "finish":
+                break
+        extract = self._call_with_truncation(self.extract, trajectory, **input_args)
+        return Prediction(trajectory=trajectory, **dict(extract.items()))
+
+    async def aforward(self, **input_args: Any) -> Prediction:
+        trajectory: dict[str, Any] = {}
+        max_iters = input_args.pop("max_iters", self.max_iters)
+        for idx in range(max_iters):
+            try:
+                pred = await self._acall_with_truncation(self.react, trajectory, **input_args)
+            except Exception as err:
+                if self._step_failed(err):
+                    break
+                raise
+            name, args = pred.next_tool_name, pred.next_tool_args
+            trajectory[f"thought_{idx}"] = pred.next_thought
+            trajectory[f"tool_name_{idx}"] = name
+            trajectory[f"tool_args_{idx}"] = args
+            try:
+                trajectory[f"observation_{idx}"] = await self.tools[name].acall(**(args or {}))
+            except Exception as err:
+                trajectory[f"observation_{idx}"] = f"Execution error in {name}: {format_error_for_lm(err)}"
+            if name == "finish":
+                break
+        extract = await self._acall_with_truncation(self.extract, trajectory, **input_args)
+        return Prediction(trajectory=trajectory, **dict(extract.items()))
