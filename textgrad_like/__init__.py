@@ -55,6 +55,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "majority": (".predict.aggregation", "majority"),
     "Retrieve": (".predict.retrieve", "Retrieve"),
     "Tool": (".tools.tool", "Tool"),
+    "streamify": (".streaming", "streamify"),
+    "StreamListener": (".streaming", "StreamListener"),
+    "BaseCallback": (".callbacks", "BaseCallback"),
     # evaluation
     "Evaluate": (".evaluate", "Evaluate"),
     # retrieval and tools
@@ -71,7 +74,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 _SUBMODULES = {"nn", "optim", "evaluate", "datasets", "utils", "adapters", "signatures", "primitives", "lm",
-               "predict", "errors", "retrievers", "tools", "autograd", "callbacks", "parallel", "streaming"}
+               "predict", "errors", "retrievers", "tools", "autograd", "callbacks", "parallel", "streaming", "tracing"}
 
 
 def register_lazy(name: str, module: str, attribute: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pydantic
 
-from ..callbacks import with_callbacks
+from ..callbacks import with_callbacks, wrap_methods
 from ..errors import AdapterParseError
 from ..signatures.field import FieldInfo
 from ..signatures.types import type_name
@@ -25,6 +25,10 @@ class Adapter:
 
     def __init__(self, callbacks: list[Any] | None = None) -> None:
         self.callbacks = list(callbacks or [])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        wrap_methods(cls, "format", "parse")
 
     # --- the call ---------------------------------------------------------------------------
     def lm_kwargs(self, lm: Any, signature: Any, lm_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +101,7 @@ class Adapter:
     def field_hint(info: FieldInfo) -> str:
         return type_hint(info.annotation)
 
+    @with_callbacks
     def parse(self, signature: Any, completion: str) -> dict[str, Any]:
         raise NotImplementedError
 

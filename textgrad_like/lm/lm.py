@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Generator
 from typing import Any
 
-from ..errors import LMError
+from ..errors import ContextWindowExceededError, LMError
 from .base import BaseLM, LMResponse
 
 logger = logging.getLogger(__name__)
+
+
+def _litellm() -> Any:
+    """Import litellm with its offline-friendly settings (no fetch of the remote price map)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _provider_error(model: str, exc: Exception) -> LMError:
+    if type(exc).__name__ == "ContextWindowExceededError" or "context length" in str(exc).lower():
+        return ContextWindowExceededError(f"{model}: the prompt does not fit the context window ({exc}). "
+                                          "Shorten the inputs or demos, or lower max_tokens.")
+    return LMError(f"{model}: the provider call failed ({type(exc).__name__}: {exc}). "
+                   "Check the model name, api_base and credentials.")
 
 
 class LM(BaseLM):
@@ -59,21 +78,61 @@ class LM(BaseLM):
                           cost=cost, model=str(getattr(raw, "model", self.model)))
 
     def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
-        import litellm
-
-        litellm.suppress_debug_info = True
+        litellm = _litellm()
         args = self._litellm_args(messages, kwargs)
         try:
             raw = litellm.text_completion(**args) if self.model_type == "text" else litellm.completion(**args)
         except Exception as exc:
-            raise LMError(f"{self.model}: the provider call failed ({type(exc).__name__}: {exc}). "
-                          "Check the model name, api_base and credentials.") from exc
+            raise _provider_error(self.model, exc) from exc
         return self._to_response(raw)
 
-    async def _agenerate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
-        import litellm
+    def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> Generator[str, None, LMResponse | None]:
+        """Stream the completion from the provider (litellm ``stream=True``), piece by piece."""
+        if type(self)._generate is not LM._generate:
+            # a subclass with its own backend (e.g. the in-process LocalLM) and no stream() of its own:
+            # BaseLM's whole-reply-once behaviour, never litellm
+            return (yield from BaseLM.stream(self, messages, **kwargs))
+        litellm = _litellm()
+        args = self._litellm_args(messages, kwargs)
+        args["stream"] = True
+        if self.model_type != "text":
+            args.setdefault("stream_options", {"include_usage": True})
+        chunks: list[Any] = []
+        try:
+            raw = litellm.text_completion(**args) if self.model_type == "text" else litellm.completion(**args)
+            for chunk in raw:
+                chunks.append(chunk)
+                text = _chunk_text(chunk, self.model_type)
+                if text:
+                    yield text
+        except Exception as exc:
+            raise LMError(f"{self.model}: the provider stream failed ({type(exc).__name__}: {exc}). "
+                          "Check the model name, api_base and credentials.") from exc
+        return self._streamed_response(chunks, messages)
 
-        litellm.suppress_debug_info = True
+    def _streamed_response(self, chunks: list[Any], messages: list[dict[str, Any]]) -> LMResponse | None:
+        """Rebuild usage and cost from the stream's chunks (``None``: the base class estimates them)."""
+        litellm = _litellm()
+
+        try:
+            built = litellm.stream_chunk_builder(chunks, messages=messages)
+        except Exception:
+            logger.debug("Could not rebuild the streamed response of %s.", self.model, exc_info=True)
+            return None
+        if built is None:
+            return None
+        response = self._to_response(built)
+        if response.cost is None:
+            try:
+                response.cost = float(litellm.completion_cost(completion_response=built))
+            except Exception:
+                response.cost = None
+        text = "".join(_chunk_text(c, self.model_type) for c in chunks)
+        response.outputs = [text]
+        return response
+
+    async def _agenerate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
+        litellm = _litellm()
         args = self._litellm_args(messages, kwargs)
         try:
             if self.model_type == "text":
@@ -81,5 +140,17 @@ class LM(BaseLM):
             else:
                 raw = await litellm.acompletion(**args)
         except Exception as exc:
-            raise LMError(f"{self.model}: the provider call failed ({type(exc).__name__}: {exc}).") from exc
+            raise _provider_error(self.model, exc) from exc
         return self._to_response(raw)
+
+
+def _chunk_text(chunk: Any, model_type: str) -> str:
+    """The text a litellm stream chunk adds (``""`` for usage-only chunks)."""
+    choices = getattr(chunk, "choices", None) or []
+    if not choices:
+        return ""
+    choice = choices[0]
+    if model_type == "text":
+        return getattr(choice, "text", None) or ""
+    delta = getattr(choice, "delta", None)
+    return (getattr(delta, "content", None) or "") if delta is not None else ""
