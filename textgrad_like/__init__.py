@@ -58,6 +58,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "streamify": (".streaming", "streamify"),
     "StreamListener": (".streaming", "StreamListener"),
     "BaseCallback": (".callbacks", "BaseCallback"),
+    # optimizers
+    "LabeledFewShot": (".optim", "LabeledFewShot"),
+    "BootstrapFewShot": (".optim", "BootstrapFewShot"),
+    "BootstrapFewShotWithRandomSearch": (".optim", "BootstrapFewShotWithRandomSearch"),
+    "BootstrapRS": (".optim", "BootstrapRS"),
+    "KNNFewShot": (".optim", "KNNFewShot"),
+    "MIPROv2": (".optim", "MIPROv2"),
+    "COPRO": (".optim", "COPRO"),
+    "Ensemble": (".optim", "Ensemble"),
     # evaluation
     "Evaluate": (".evaluate", "Evaluate"),
     # retrieval and tools
@@ -74,7 +83,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 _SUBMODULES = {"nn", "optim", "evaluate", "datasets", "utils", "adapters", "signatures", "primitives", "lm",
-               "predict", "errors", "retrievers", "tools", "autograd", "callbacks", "parallel", "streaming", "tracing"}
+               "predict", "errors", "retrievers", "tools", "autograd", "callbacks", "parallel", "streaming", "tracing", "teleprompt"}
 
 
 def register_lazy(name: str, module: str, attribute: str) -> None:

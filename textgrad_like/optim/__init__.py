@@ -1,7 +1,17 @@
 """``textgrad_like.optim``: gradient and search optimizers (as ``torch.optim``)."""
 
+from .bootstrap import BootstrapFewShot
+from .copro import COPRO
+from .ensemble import Ensemble
+from .knn_fewshot import HashingEmbedder, KNNFewShot
+from .labeled_fewshot import LabeledFewShot
+from .mipro import MIPROv2
 from .optimizer import Optimizer
+from .proposer import GroundedProposer
+from .random_search import BootstrapFewShotWithRandomSearch, BootstrapRS
 from .teleprompter import Teleprompter
 from .tgd import TGD, TextualGradientDescent
 
-__all__ = ["Optimizer", "Teleprompter", "TextualGradientDescent", "TGD"]
+__all__ = ["Optimizer", "Teleprompter", "TextualGradientDescent", "TGD", "LabeledFewShot", "BootstrapFewShot",
+           "BootstrapFewShotWithRandomSearch", "BootstrapRS", "KNNFewShot", "HashingEmbedder", "MIPROv2",
+           "GroundedProposer", "COPRO", "Ensemble"]

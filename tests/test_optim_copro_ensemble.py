@@ -1,0 +1,71 @@
+"""COPRO and Ensemble with scripted LMs."""
+
+from __future__ import annotations
+
+import pytest
+
+import textgrad_like as dspy
+from tests.test_optim_mipro import RoutedLM, data, exact
+from textgrad_like.errors import BudgetExceeded, OptimizerError
+from textgrad_like.lm.usage import budget
+from textgrad_like.optim.copro import COPRO
+from textgrad_like.optim.ensemble import Ensemble
+
+
+class CoproLM(RoutedLM):
+    """First-round proposals are 'quickly'; proposals written from attempts say 'carefully'."""
+
+    def _next_answer(self, messages):  # type: ignore[override]
+        system = str(messages[0]["content"])
+        if "`proposed_prefix_for_output_field`" in system:
+            if "`attempted_instructions`" in system:
+                return {"proposed_instruction": "Answer carefully.", "proposed_prefix_for_output_field": "Answer:"}
+            return {"proposed_instruction": "Answer quickly.", "proposed_prefix_for_output_field": "Answer:"}
+        return super()._next_answer(messages)
+
+
+def test_copro_improves_instruction_over_depth():
+    dspy.configure(lm=CoproLM())
+    opt = COPRO(metric=exact, breadth=3, depth=2, track_stats=True)
+    best = opt.compile(dspy.Predict("question -> answer"), trainset=data(10, 19), eval_kwargs={"num_threads": 2})
+    assert best.signature.instructions == "Answer carefully."
+    assert best.signature.output_fields["answer"].prefix == "Answer:"
+    state = opt.state_dict()
+    assert state["best"]["score"] == 100.0 and state["best"]["depth"] == 1
+    assert best.candidate_programs[0]["score"] == 100.0
+    assert best.results_best[0]["max"][-1] == 100.0
+    assert opt.history.rows[-1]["best_so_far"] == 100.0 and opt.history.rows[0]["score"] < 100.0
+
+
+def test_copro_arguments_and_budget():
+    with pytest.raises(OptimizerError, match="breadth"):
+        COPRO(metric=exact, breadth=1)
+    dspy.configure(lm=CoproLM())
+    with budget(max_calls=12), pytest.raises(BudgetExceeded) as info:
+        COPRO(metric=exact, breadth=3, depth=2).compile(dspy.Predict("question -> answer"), trainset=data(10, 19))
+    assert info.value.best_program is not None
+
+
+def test_ensemble_reduces_and_samples():
+    class Const(dspy.Module):
+        def __init__(self, value: str) -> None:
+            super().__init__()
+            self.value = value
+
+        def forward(self, question: str):
+            return dspy.Prediction(answer=self.value)
+
+    programs = [Const("a"), Const("b"), Const("a")]
+
+    def majority(outputs):
+        answers = [o.answer for o in outputs]
+        return dspy.Prediction(answer=max(sorted(set(answers)), key=answers.count))
+
+    ensembled = Ensemble(reduce_fn=majority).compile(programs)
+    assert ensembled(question="x").answer == "a"
+    assert len(Ensemble().compile(programs)(question="x")) == 3
+    sampled = Ensemble(size=2, deterministic=True).compile(programs)
+    first = [o.answer for o in sampled(question="same")]
+    assert len(first) == 2 and all([o.answer for o in sampled(question="same")] == first for _ in range(5))
+    with pytest.raises(OptimizerError):
+        Ensemble().compile([])
