@@ -67,6 +67,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "MIPROv2": (".optim", "MIPROv2"),
     "COPRO": (".optim", "COPRO"),
     "Ensemble": (".optim", "Ensemble"),
+    "GEPA": (".optim", "GEPA"),
+    "SIMBA": (".optim", "SIMBA"),
     # evaluation
     "Evaluate": (".evaluate", "Evaluate"),
     # retrieval and tools
