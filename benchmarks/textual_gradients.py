@@ -1,0 +1,46 @@
+"""Validation score before and after N textual-gradient steps (TGD) with the embedded model.
+
+    python benchmarks/textual_gradients.py [--steps 4] [--val-size 20] [--plot runs/tgd.png]
+
+Prints the validation accuracy of the starting instruction, the best after N steps, and the LM
+calls spent (forward, backward and step calls together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+from train_tgd import train  # noqa: E402
+
+import textgrad_like as tl  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--val-size", type=int, default=20)
+    parser.add_argument("--lm", default="local/embedded")
+    parser.add_argument("--plot", default="runs/tgd_curve.png")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    lm = tl.LM(args.lm, temperature=0.0, max_tokens=200)
+    result = train(lm, steps=args.steps, batch_size=args.batch_size, val_size=args.val_size)
+    print(f"TGD on bundled classification ({args.val_size} val examples, {args.steps} steps of {args.batch_size}):")
+    print(f"  validation accuracy before: {result['before']:.1f}%")
+    print(f"  validation accuracy after:  {result['after']:.1f}%")
+    print(f"  LM calls: {result['lm_calls']}, wall time: {time.perf_counter() - start:.0f} s")
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    result["history"].plot(args.plot, x="lm_calls")
+    print(f"  curve: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
