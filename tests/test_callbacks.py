@@ -126,7 +126,6 @@ def test_two_module_program_order_and_arguments():
 
 
 
-                    "(Adapter.__init_subclass__ must call callbacks.wrap_methods(cls, 'format', 'parse')).")
 def test_adapter_parse_hooks():
     lm = DummyLM([{"draft": "about four"}, {"answer": "4"}])
     rec = Recorder()

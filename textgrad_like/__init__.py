@@ -111,19 +111,42 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .adapters import Adapter, ChatAdapter, JSONAdapter
+    from .callbacks import BaseCallback
     from .errors import AdapterParseError, BudgetExceeded, TextgradLikeError
     from .evaluate import Evaluate
     from .lm import LM, BaseLM, Budget, budget, configure_cache, inspect_history, track_usage
     from .nn import Module, Parameter, Variable, no_grad
     from .nn.module import load
+    from .optim import (
+        COPRO,
+        GEPA,
+        SIMBA,
+        BootstrapFewShot,
+        BootstrapFewShotWithRandomSearch,
+        BootstrapRS,
+        Ensemble,
+        KNNFewShot,
+        LabeledFewShot,
+        MIPROv2,
+    )
     from .predict import ChainOfThought, Predict
+    from .predict.aggregation import majority
+    from .predict.best_of_n import BestOfN
+    from .predict.multi_chain_comparison import MultiChainComparison
+    from .predict.parallel import Parallel
+    from .predict.program_of_thought import ProgramOfThought
+    from .predict.react import ReAct
+    from .predict.refine import Refine
+    from .predict.retrieve import Retrieve
     from .primitives import Completions, Example, Prediction, RunHistory
     from .retrievers import BM25Retriever, ColBERTv2, EmbeddingsRetriever
-    from .tools.python_interpreter import PythonInterpreter
     from .signatures import InputField, OutputField, Signature, ensure_signature, make_signature
+    from .streaming import StreamListener, streamify
+    from .tools.python_interpreter import PythonInterpreter
+    from .tools.tool import Tool
 
-__all__ = [  # noqa: RUF022
-    "configure", "context", "settings",
+__all__ = [  # noqa: RUF022 - grouped as in _LAZY
+    "configure", "context", "settings", "register_lazy",
     "Example",
     "Prediction",
     "Completions",
@@ -149,9 +172,35 @@ __all__ = [  # noqa: RUF022
     "load",
     "Predict",
     "ChainOfThought",
+    "ReAct",
+    "ProgramOfThought",
+    "BestOfN",
+    "Refine",
+    "Parallel",
+    "MultiChainComparison",
+    "majority",
+    "Retrieve",
+    "Tool",
+    "streamify",
+    "StreamListener",
+    "BaseCallback",
+    "LabeledFewShot",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
+    "KNNFewShot",
+    "MIPROv2",
+    "COPRO",
+    "Ensemble",
+    "GEPA",
+    "SIMBA",
     "Evaluate",
+    "ColBERTv2",
+    "BM25Retriever",
+    "EmbeddingsRetriever",
+    "PythonInterpreter",
+    "RunHistory",
     "AdapterParseError",
     "BudgetExceeded",
     "TextgradLikeError",
-    "ColBERTv2",
 ]
