@@ -10,13 +10,14 @@ from typing import Any
 
 import pydantic
 
+from ..errors import TextgradLikeError
 from ..signatures.types import literal_values, strip_optional, type_name
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-class ValueParseError(ValueError):
-    """A value does not fit its declared type (internal; adapters wrap it in AdapterParseError)."""
+class ValueParseError(TextgradLikeError, ValueError):
+    """A value does not fit its declared type (adapters wrap it in AdapterParseError)."""
 
 
 def format_value(value: Any) -> str:
@@ -102,6 +103,8 @@ def _strip_fences(text: str) -> str:
 def parse_value(text: Any, annotation: Any) -> Any:
     """Parse ``text`` into ``annotation``. Raises :class:`ValueParseError` when it does not fit."""
     annotation, optional = strip_optional(annotation)
+    if text is None and optional:  # JSON null for an Optional field
+        return None
     if not isinstance(text, str):
         try:
             return type_adapter(annotation).validate_python(text)
@@ -156,7 +159,7 @@ def _short(exc: pydantic.ValidationError) -> str:
 def _loads(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, ValueError):
+    except (json.JSONDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         pass
     try:
         import json_repair

@@ -300,6 +300,29 @@ class BaseLM:
         # LMs are shared resources (connections, loaded weights): deep copies of programs share them.
         return self
 
+    def __copy__(self) -> BaseLM:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (``save(..., save_program=True)``) without credentials, history or locks; a loaded LM
+        takes its key from the environment (e.g. ``OPENAI_API_KEY``) or ``lm.kwargs["api_key"] = ...``."""
+        state = {k: (_LOCK if isinstance(v, _LOCK_TYPES) else v) for k, v in self.__dict__.items()}
+        state["kwargs"] = strip_secrets(self.kwargs)
+        state["history"] = None
+        state["usage"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({k: (threading.Lock() if isinstance(v, str) and v == _LOCK else v) for k, v in state.items()})
+        self.history = deque(maxlen=MAX_HISTORY)
+        self.usage = Usage()
+
+
+_LOCK = "__textgrad_like_lock__"
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
 
 def _active_stream() -> Any:
     """The stream of a running ``streamify`` call (it has ``publish_lm_chunk``), or ``None``."""

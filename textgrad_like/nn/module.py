@@ -275,12 +275,15 @@ class Module:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise StateDictError(f"{path} is not a saved program (invalid JSON: {exc}).") from None
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             if isinstance(data, dict) and all(isinstance(v, dict) and "demos" in v for v in data.values()):
                 return self.load_state(data)  # a dump_state() file
             raise StateDictError(f"{path} was not written by Module.save (no format {STATE_FORMAT!r}).")
+        for key in ("signatures", "state_dict"):
+            if not isinstance(data.get(key) or {}, dict):
+                raise StateDictError(f"{path}: {key!r} must be a JSON object; the file is damaged or not from save().")
         for name, sig_state in (data.get("signatures") or {}).items():
             for pname, predictor in self.named_predictors():
                 if pname == name and isinstance(sig_state, dict):

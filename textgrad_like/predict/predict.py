@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from ..adapters import ChatAdapter, JSONAdapter
-from ..errors import ConfigurationError, InputError
+from ..errors import ConfigurationError, InputError, StateDictError
 from ..nn.graph import Node, current_graph
 from ..nn.module import Module
 from ..nn.parameter import Demos, Instruction, Parameter
@@ -77,6 +77,9 @@ class Predict(Module):
         }
 
     def load_state(self, state: dict[str, Any]) -> Predict:
+        if not isinstance(state, dict):
+            raise StateDictError(f"A predictor state must be a dict with 'demos' and 'signature' (as dump_state() "
+                                 f"writes it), got {type(state).__name__}.")
         if "signature" in state and isinstance(state["signature"], dict):
             self.signature = self.signature.load_state(state["signature"])
         if "demos" in state:

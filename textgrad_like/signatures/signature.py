@@ -187,12 +187,18 @@ class SignatureMeta(type):
         if not isinstance(state, dict):
             raise SignatureError("A signature state must be a dict with 'instructions' and 'fields'.")
         new = cls.with_instructions(str(state.get("instructions", cls._instructions_)))
-        for item in state.get("fields", []) or []:
+        items = state.get("fields", []) or []
+        if not isinstance(items, list):
+            raise SignatureError("A signature state's 'fields' must be a list of {'name', 'desc', 'prefix'} dicts.")
+        for item in items:
             if not isinstance(item, dict):
                 continue
             name = item.get("name")
-            if name in new._fields_:
-                new = new.with_updated_fields(name, desc=item.get("desc"), prefix=item.get("prefix"))
+            if isinstance(name, str) and name in new._fields_:
+                desc, prefix = item.get("desc"), item.get("prefix")
+                if not all(v is None or isinstance(v, str) for v in (desc, prefix)):
+                    raise SignatureError(f"The desc and prefix of field {name!r} in a signature state must be text.")
+                new = new.with_updated_fields(name, desc=desc, prefix=prefix)
         return new
 
 

@@ -25,13 +25,43 @@ def parse_type(text: str, names: dict[str, Any] | None = None) -> Any:
 
     ``names`` adds custom types (e.g. pydantic models) that the expression may mention.
     """
+    if not isinstance(text, str):
+        raise SignatureError(f"A type expression must be a string such as 'list[str]', got {type(text).__name__}.")
     lookup = {**_SAFE_NAMES, **(names or {})}
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise SignatureError(f"Cannot read the type {text!r}. Write a Python type such as 'list[str]' or "
                              "'Literal[\"a\", \"b\"]'.") from None
-    return _build(tree.body, lookup, text)
+    try:
+        result = _build(tree.body, lookup, text)
+    except SignatureError:
+        raise
+    except Exception as exc:  # typing's own checks (TypeError), str constants indexed (IndexError), deep nesting
+        raise SignatureError(f"Bad type {text!r}: {type(exc).__name__}: {exc}") from None
+    if not _is_type(result):
+        raise SignatureError(f"{text!r} is not a type. Write a Python type such as 'list[str]', 'int | None' or "
+                             "'Literal[\"a\", \"b\"]'.")
+    return result
+
+
+_NOT_TYPES = (str, bytes, int, float, complex, tuple, list, dict, set, types.FunctionType, types.BuiltinFunctionType,
+              types.MethodType, types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
+              types.MappingProxyType, typing._SpecialForm)
+
+
+def _is_type(value: Any) -> bool:
+    """False for values that are clearly no type (constants outside Literal, functions, bare ``Optional``)."""
+    if value is Any or isinstance(value, type):
+        return True
+    if isinstance(value, _NOT_TYPES):
+        return False
+    origin = typing.get_origin(value)
+    if origin is Literal:
+        return True
+    if origin is typing.Annotated:
+        return _is_type(typing.get_args(value)[0])
+    return all(a is Ellipsis or _is_type(a) for a in typing.get_args(value))
 
 
 def _build(node: ast.AST, lookup: dict[str, Any], source: str) -> Any:
