@@ -340,5 +340,8 @@ def test_embedded_lm_stream(embedded_lm):
     stream = streamify(program, stream_listeners=[StreamListener("answer")], async_streaming=False)
     items = list(stream(question="What is the capital of France?"))
     assert isinstance(items[-1], Prediction)
+    chunks = [i for i in items if isinstance(i, StreamResponse) and i.signature_field_name == "answer"]
+    assert len(chunks) >= 2, "the answer should arrive in several pieces"
+    assert "".join(c.chunk for c in chunks).strip() == str(items[-1].answer).strip()
 
 
