@@ -35,8 +35,8 @@ from ..errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_STRING_LENGTH = 256
-DEFAULT_MAX_ITEMS = 32
+DEFAULT_MAX_STRING_LENGTH = 200
+DEFAULT_MAX_ITEMS = 8
 # Longest run of digits a JSON constraint allows: a random or tiny model otherwise writes numbers forever.
 DEFAULT_MAX_DIGITS = 20
 
