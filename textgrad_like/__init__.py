@@ -69,6 +69,13 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Ensemble": (".optim", "Ensemble"),
     "GEPA": (".optim", "GEPA"),
     "SIMBA": (".optim", "SIMBA"),
+    # losses
+    "TextLoss": (".autograd.text_loss", "TextLoss"),
+    "FunctionLoss": (".autograd.text_loss", "FunctionLoss"),
+    "MultiFieldLoss": (".autograd.text_loss", "MultiFieldLoss"),
+    "MetricLoss": (".autograd", "MetricLoss"),
+    "FeedbackLoss": (".autograd", "FeedbackLoss"),
+    "LMJudgeLoss": (".autograd", "LMJudgeLoss"),
     # evaluation
     "Evaluate": (".evaluate", "Evaluate"),
     # retrieval and tools
@@ -111,6 +118,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .adapters import Adapter, ChatAdapter, JSONAdapter
+    from .autograd import FeedbackLoss, LMJudgeLoss, MetricLoss
+    from .autograd.text_loss import FunctionLoss, MultiFieldLoss, TextLoss
     from .callbacks import BaseCallback
     from .errors import AdapterParseError, BudgetExceeded, TextgradLikeError
     from .evaluate import Evaluate
@@ -194,6 +203,12 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "Ensemble",
     "GEPA",
     "SIMBA",
+    "TextLoss",
+    "FunctionLoss",
+    "MultiFieldLoss",
+    "MetricLoss",
+    "FeedbackLoss",
+    "LMJudgeLoss",
     "Evaluate",
     "ColBERTv2",
     "BM25Retriever",

@@ -2,6 +2,7 @@
 
 from .backward import backward, backward_graph, terminal_nodes
 from .loss import FeedbackLoss, LMJudgeLoss, Loss, LossItem, MetricLoss
+from .text_loss import FunctionLoss, MultiFieldLoss, TextLoss
 
 __all__ = ["Loss", "LossItem", "MetricLoss", "FeedbackLoss", "LMJudgeLoss", "backward", "backward_graph",
-           "terminal_nodes"]
+           "terminal_nodes", "TextLoss", "FunctionLoss", "MultiFieldLoss"]
