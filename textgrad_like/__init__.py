@@ -68,6 +68,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "COPRO": (".optim", "COPRO"),
     "Ensemble": (".optim", "Ensemble"),
     "GEPA": (".optim", "GEPA"),
+    "BootstrapFinetune": (".optim.finetune", "BootstrapFinetune"),
+    "BetterTogether": (".optim.better_together", "BetterTogether"),
     "SIMBA": (".optim", "SIMBA"),
     # losses
     "TextLoss": (".autograd.text_loss", "TextLoss"),
@@ -138,6 +140,8 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
         LabeledFewShot,
         MIPROv2,
     )
+    from .optim.better_together import BetterTogether
+    from .optim.finetune import BootstrapFinetune
     from .predict import ChainOfThought, Predict
     from .predict.aggregation import majority
     from .predict.best_of_n import BestOfN
@@ -202,6 +206,8 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "COPRO",
     "Ensemble",
     "GEPA",
+    "BootstrapFinetune",
+    "BetterTogether",
     "SIMBA",
     "TextLoss",
     "FunctionLoss",

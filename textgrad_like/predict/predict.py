@@ -93,7 +93,10 @@ class Predict(Module):
         demos = kwargs.pop("demos", None)
         demos = list(self.demos) if demos is None else list(demos)
         config = {**self.config, **(kwargs.pop("config", None) or {})}
-        lm = kwargs.pop("lm", None) or self.lm or settings.get("lm")
+        lm = kwargs.pop("lm", None) or self.lm
+        if lm is None and getattr(self, "lora", None) is not None and hasattr(self.lora, "adapted_lm"):
+            lm = self.lora.adapted_lm()  # reset() dropped the LM view but the adapter stays attached
+        lm = lm or settings.get("lm")
         if lm is None:
             raise ConfigurationError(
                 "No LM is configured. Call textgrad_like.configure(lm=textgrad_like.LM('openai/gpt-4o-mini')) "
