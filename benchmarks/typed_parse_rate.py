@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--adapter", choices=["default", "json", "chat"], default="default")
     parser.add_argument("--max-tokens", type=int, default=700)
     args = parser.parse_args()
-    lm = dspy.LM("local/embedded", temperature=0.0, max_tokens=args.max_tokens)
+    lm = dspy.LM("local/embedded", temperature=0.0, max_tokens=args.max_tokens, cache=False)
     adapter = {"default": None, "json": dspy.JSONAdapter(), "chat": dspy.ChatAdapter(use_json_adapter_fallback=False)}
     dspy.configure(lm=lm, adapter=adapter[args.adapter])
     start = time.perf_counter()

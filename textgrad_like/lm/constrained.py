@@ -246,7 +246,8 @@ def schema_from_response_format(response_format: Any) -> dict[str, Any] | str | 
 
 def cap_schema(schema: dict[str, Any], max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
                max_items: int = DEFAULT_MAX_ITEMS) -> dict[str, Any]:
-    """A copy of ``schema`` where free-text strings get ``maxLength`` and arrays get ``maxItems``."""
+    """A copy of ``schema`` where free-text strings get ``maxLength``, arrays ``maxItems`` and dict-like
+    objects ``maxProperties`` (with bounded key names)."""
     capped = copy.deepcopy(schema)
 
     def visit(node: Any) -> None:
@@ -263,6 +264,12 @@ def cap_schema(schema: dict[str, Any], max_string_length: int = DEFAULT_MAX_STRI
             node["maxLength"] = max_string_length
         if "array" in type_list and "maxItems" not in node and max_items > 0:
             node["maxItems"] = max(max_items, int(node.get("minItems", 0)))
+        open_object = "object" in type_list and node.get("additionalProperties") not in (None, False)
+        if open_object and max_items > 0:
+            # dict-like objects: a bounded number of keys, each a bounded name (a tiny model would
+            # otherwise invent keys until max_tokens cuts the JSON)
+            node.setdefault("maxProperties", max(max_items, int(node.get("minProperties", 0))))
+            node.setdefault("propertyNames", {"maxLength": min(max_string_length, 64) if max_string_length > 0 else 64})
         for value in node.values():
             visit(value)
 
