@@ -28,7 +28,7 @@ from .embedded import EMBEDDED_NAME, find_embedded_gguf
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 16
-DEFAULT_BATCH_WAIT_MS = 10.0
+DEFAULT_BATCH_WAIT_MS = 40.0  # long enough for a burst of threads to join; small next to one decode step
 
 
 # ---------------------------------------------------------------------------------------------------
