@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 import time
 from pathlib import Path
@@ -25,12 +26,14 @@ from textgrad_like.datasets.bundled import load_bundled  # noqa: E402
 from textgrad_like.optim._calls import count_calls, evaluate_program  # noqa: E402
 from textgrad_like.optim.bootstrap import BootstrapFewShot  # noqa: E402
 from textgrad_like.optim.copro import COPRO  # noqa: E402
+from textgrad_like.optim.ensemble import Ensemble  # noqa: E402
+from textgrad_like.optim.knn_fewshot import KNNFewShot  # noqa: E402
 from textgrad_like.optim.labeled_fewshot import LabeledFewShot  # noqa: E402
 from textgrad_like.optim.mipro import MIPROv2  # noqa: E402
 from textgrad_like.optim.random_search import BootstrapRS  # noqa: E402
 from textgrad_like.primitives import RunHistory  # noqa: E402
 
-ALL = ("labeled", "bootstrap", "random_search", "mipro", "copro")
+ALL = ("labeled", "bootstrap", "random_search", "knn", "mipro", "copro", "ensemble")
 DEFAULT = ("labeled", "bootstrap", "random_search", "mipro")
 
 
@@ -60,6 +63,17 @@ def run_one(name: str, args: argparse.Namespace, task: Any, train: list[Any], va
                       max_labeled_demos=args.demos, num_threads=args.threads, seed=args.seed)
         return opt, opt.compile(student, trainset=train, valset=val, num_trials=args.trials, minibatch=False,
                                 view_data_batch_size=5, checkpoint_dir=args.checkpoint_dir)
+    if name == "knn":
+        opt = KNNFewShot(k=args.demos, trainset=train, max_bootstrapped_demos=args.demos, max_labeled_demos=args.demos)
+        return opt, opt.compile(student, trainset=train)
+    if name == "ensemble":
+        # an ensemble of labeled few-shot programs, each with demos from a different shuffle, majority vote
+        programs = [LabeledFewShot(k=args.demos).compile(make_program(task),
+                                                         trainset=random.Random(i).sample(train, len(train)),
+                                                         sample=False)
+                    for i in range(max(3, args.candidates))]
+        opt = Ensemble(reduce_fn=dspy.majority)
+        return opt, opt.compile(programs)
     if name == "copro":
         opt = COPRO(metric=metric, breadth=max(2, args.candidates), depth=2)
         return opt, opt.compile(student, trainset=val, eval_kwargs={"num_threads": args.threads})

@@ -8,6 +8,7 @@ concurrent calls are batched. Caching, history, usage and budgets come from :cla
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .base import LMResponse
-from .constrained import DEFAULT_MAX_STRING_LENGTH
+from .constrained import DEFAULT_MAX_STRING_LENGTH, schema_from_response_format
 from .lm import LM
 from .local_backend import (
     DEFAULT_BATCH_WAIT_MS,
@@ -137,6 +138,7 @@ class LocalLM(LM):
         response_format = args.pop("response_format", None)
         regex = args.pop("regex", None)
         choices = args.pop("choices", None)
+        explicit_cap = "max_string_length" in args
         max_string_length = int(args.pop("max_string_length", self.max_string_length))
         for name in list(args):
             if name in _IGNORED_ARGS:
@@ -153,6 +155,8 @@ class LocalLM(LM):
         backend = self.backend
         prompt_ids = backend.encode_messages(messages, self.model_type)
         limit = backend.check_prompt(prompt_ids, limit)
+        if response_format is not None and not explicit_cap:
+            max_string_length = _fit_strings_to_budget(response_format, limit, max_string_length)
         spec = backend.constraints.build(response_format=response_format, regex=regex, choices=choices,
                                          max_string_length=max_string_length)
         rows = [GenerationRow(prompt_ids=prompt_ids, max_new_tokens=limit, temperature=temperature, top_p=top_p,
@@ -169,6 +173,20 @@ class LocalLM(LM):
         state.update({"device": self.device, "dtype": None if self.dtype is None else str(self.dtype),
                       "gguf_file": self.gguf_file})
         return state
+
+
+def _fit_strings_to_budget(response_format: Any, max_tokens: int, cap: int) -> int:
+    """Shrink the free-text ``maxLength`` so that a schema's strings fit in ``max_tokens``.
+
+    A constrained reply that is cut by ``max_tokens`` is invalid JSON, so each free-text string gets
+    at most its share of the token budget (about 3 characters a token, minus room for the JSON).
+    """
+    schema = schema_from_response_format(response_format)
+    if not isinstance(schema, dict):
+        return cap
+    strings = max(1, json.dumps(schema).count('"string"'))
+    share = (max_tokens * 3) // (strings + 1)
+    return min(cap, max(16, share))
 
 
 def _stop_tuple(stop: str | Sequence[str] | None) -> tuple[str, ...]:
