@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import textgrad_like as dspy
 from textgrad_like.datasets.bundled import CLASSIFICATION_LABELS, label_match, load_bundled
@@ -38,7 +38,11 @@ def plain_metric(gold: Any, pred: Any, trace: Any = None) -> float:
 
 
 def make_program() -> Any:
-    return dspy.Predict("text -> label")
+    """The label is typed with the task's intents (so constrained decoding can only emit one of them);
+    the instruction starts vague, which is what the optimizers improve."""
+    labels = tuple(load_bundled("classification").labels)
+    sig = dspy.Signature("text -> label", "Answer.").with_updated_fields("label", type_=Literal[labels])
+    return dspy.Predict(sig)
 
 
 def test_score(program: Any, testset: list[Any], threads: int) -> float:
