@@ -1,6 +1,6 @@
 """Validation score before and after N textual-gradient steps (TGD) with the embedded model.
 
-    python benchmarks/textual_gradients.py [--steps 4] [--val-size 20] [--plot runs/tgd.png]
+    python benchmarks/textual_gradients.py [--steps 8] [--val-size 20] [--plot runs/tgd.png]
 
 Prints the validation accuracy of the starting instruction, the best after N steps, and the LM
 calls spent (forward, backward and step calls together).
@@ -24,7 +24,7 @@ import textgrad_like as tl  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--val-size", type=int, default=20)
     parser.add_argument("--lm", default="local/embedded")

@@ -1,6 +1,6 @@
 """A training loop that reads like PyTorch: textual gradients improve a classifier's instruction.
 
-    python examples/train_tgd.py [--steps 4] [--batch-size 4] [--val-size 20]
+    python examples/train_tgd.py [--steps 8] [--batch-size 4] [--val-size 20]
 
 The model is one ``Predict`` over the bundled banking-intent task, run on the embedded local LM.
 Each step: forward a batch (a graph is recorded per example), compute a metric loss, send textual
@@ -39,7 +39,7 @@ def batches(examples: list[Any], batch_size: int, seed: int) -> list[list[Any]]:
     return [shuffled[i:i + batch_size] for i in range(0, len(shuffled), batch_size)]
 
 
-def train(lm: Any, steps: int = 4, batch_size: int = 4, val_size: int = 20, num_threads: int = 4,
+def train(lm: Any, steps: int = 8, batch_size: int = 4, val_size: int = 20, num_threads: int = 4,
           seed: int = 0) -> dict[str, Any]:
     task = load_bundled("classification")
     tl.configure(lm=lm, backward_lm=lm)
@@ -76,7 +76,7 @@ def train(lm: Any, steps: int = 4, batch_size: int = 4, val_size: int = 20, num_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--val-size", type=int, default=20)
     parser.add_argument("--lm", default="local/embedded")
