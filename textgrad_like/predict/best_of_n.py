@@ -115,7 +115,17 @@ class BestOfN(Module):
         self.threshold = threshold
         self.N = N
 
+    # hooks for subclasses (Refine): change an attempt before it runs, learn from it after. ``state`` is
+    # per call (never on the instance), so one module can serve many threads at once.
+    def _prepare_attempt(self, candidate: Module, state: dict[str, Any]) -> None:
+        return None
+
+    def _after_attempt(self, candidate: Module, graph: Graph, kwargs: dict[str, Any], prediction: Any,
+                       reward: float, state: dict[str, Any]) -> None:
+        return None
+
     def forward(self, **kwargs: Any) -> Any:
+        name = type(self).__name__
         start = start_rollout_id(self.module)
         best_pred: Any = None
         best_graph: Graph | None = None
@@ -123,16 +133,18 @@ class BestOfN(Module):
         best_reward = -float("inf")
         failures = 0
         last_error: Exception | None = None
+        state: dict[str, Any] = {}
         for idx in range(self.N):
             rollout_id = start + idx
             candidate = attempt_copy(self.module, rollout_id)
+            self._prepare_attempt(candidate, state)
             try:
                 prediction, graph = run_attempt(candidate, kwargs)
                 reward = score(self.reward_fn, kwargs, prediction)
             except Exception as exc:
                 failures += 1
                 last_error = exc
-                logger.warning("BestOfN: attempt %d (rollout_id=%d) failed: %s: %s", idx + 1, rollout_id,
+                logger.warning("%s: attempt %d (rollout_id=%d) failed: %s: %s", name, idx + 1, rollout_id,
                                type(exc).__name__, exc)
                 if failures > self.fail_count:
                     raise
@@ -141,9 +153,11 @@ class BestOfN(Module):
                 best_pred, best_graph, best_attempt, best_reward = prediction, graph, candidate, reward
             if self.threshold is not None and reward >= self.threshold:
                 break
+            if idx < self.N - 1:
+                self._after_attempt(candidate, graph, kwargs, prediction, reward, state)
         if best_pred is None:
             if last_error is not None:
                 raise last_error
-            raise ConfigurationError("BestOfN made no attempt; N must be at least 1.")
+            raise ConfigurationError(f"{name} made no attempt; N must be at least 1.")
         merge_into_current(best_graph, self.module, best_attempt)
         return best_pred

@@ -13,20 +13,11 @@ import json
 import logging
 from typing import Any
 
-from ..errors import ConfigurationError
 from ..nn.graph import Graph, no_grad
 from ..nn.module import Module
 from ..settings import settings
 from ..signatures import InputField, OutputField, Signature
-from .best_of_n import (
-    RewardFn,
-    attempt_copy,
-    check_common,
-    merge_into_current,
-    run_attempt,
-    score,
-    start_rollout_id,
-)
+from .best_of_n import BestOfN, RewardFn
 from .predict import Predict
 
 logger = logging.getLogger(__name__)
@@ -95,7 +86,7 @@ def inspect_modules(program: Module) -> str:
     return "\n".join(parts)
 
 
-class Refine(Module):
+class Refine(BestOfN):
     """Run ``module`` up to ``N`` times, feeding LM-written advice into each retry; return the first
     prediction whose reward reaches ``threshold``, else the best one.
 
@@ -109,14 +100,7 @@ class Refine(Module):
 
     def __init__(self, module: Module, N: int, reward_fn: RewardFn, threshold: float | None,  # noqa: N803
                  fail_count: int | None = None) -> None:
-        super().__init__()
-        self.fail_count = check_common(module, N, fail_count)
-        if not callable(reward_fn):
-            raise ConfigurationError("reward_fn must be callable as reward_fn(inputs_dict, prediction) -> float.")
-        self.module = module
-        self.reward_fn = lambda *args: reward_fn(*args)  # keeps a Module reward from registering as a child
-        self.threshold = threshold
-        self.N = N
+        super().__init__(module, N, reward_fn, threshold, fail_count)
         self.module_code = _source(module)
         self.reward_fn_code = _source(reward_fn)
         self._feedback = Predict(OfferFeedback)
@@ -159,41 +143,10 @@ class Refine(Module):
             return None
         return {str(k): str(v) for k, v in (advice or {}).items()}
 
-    def forward(self, **kwargs: Any) -> Any:
-        start = start_rollout_id(self.module)
-        best_pred: Any = None
-        best_graph: Graph | None = None
-        best_attempt: Module | None = None
-        best_reward = -float("inf")
-        advice: dict[str, str] | None = None
-        failures = 0
-        last_error: Exception | None = None
-        for idx in range(self.N):
-            rollout_id = start + idx
-            candidate = attempt_copy(self.module, rollout_id)
-            if advice:
-                self._with_hints(candidate, advice)
-            try:
-                prediction, graph = run_attempt(candidate, kwargs)
-                reward = score(self.reward_fn, kwargs, prediction)
-            except Exception as exc:
-                failures += 1
-                last_error = exc
-                logger.warning("Refine: attempt %d (rollout_id=%d) failed: %s: %s", idx + 1, rollout_id,
-                               type(exc).__name__, exc)
-                if failures > self.fail_count:
-                    raise
-                continue
-            if best_pred is None or reward > best_reward:
-                best_pred, best_graph, best_attempt, best_reward = prediction, graph, candidate, reward
-            if self.threshold is not None and reward >= self.threshold:
-                break
-            if idx == self.N - 1:
-                break
-            advice = self._advise(candidate, graph, kwargs, prediction, reward) or advice
-        if best_pred is None:
-            if last_error is not None:
-                raise last_error
-            raise ConfigurationError("Refine made no attempt; N must be at least 1.")
-        merge_into_current(best_graph, self.module, best_attempt)
-        return best_pred
+    def _prepare_attempt(self, candidate: Module, state: dict[str, Any]) -> None:
+        if state.get("advice"):
+            self._with_hints(candidate, state["advice"])
+
+    def _after_attempt(self, candidate: Module, graph: Graph, kwargs: dict[str, Any], prediction: Any,
+                       reward: float, state: dict[str, Any]) -> None:
+        state["advice"] = self._advise(candidate, graph, kwargs, prediction, reward) or state.get("advice")
