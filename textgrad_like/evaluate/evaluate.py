@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +35,28 @@ class EvaluationResult:
         return f"EvaluationResult(score={self.score:.2f}, n={len(self.results)}, failures={self.failures})"
 
 
-def _metric_value(value: Any) -> float:
-    if isinstance(value, Prediction) and "score" in value:
-        return float(value["score"])
-    if isinstance(value, dict) and "score" in value:
+def metric_value(value: Any) -> float:
+    """A metric's return value as a number (bools, numbers, ``None``, or objects with a ``score``)."""
+    if isinstance(value, (Prediction, dict)) and "score" in value:
         return float(value["score"])
     if isinstance(value, bool):
         return 1.0 if value else 0.0
+    if value is None:
+        return 0.0
     return float(value)
+
+
+def score_example(program: Any, metric: Any, example: Example) -> tuple[Any, float]:
+    """Run ``program`` on one example (recording no graph) and score it; a metric that raises gives
+    :class:`MetricError`. The one per-example step of ``Evaluate`` and of the optimizers' scoring."""
+    with no_grad():
+        prediction = program(**example.inputs())
+    try:
+        score = metric_value(metric(example, prediction))
+    except Exception as exc:
+        raise MetricError(f"The metric raised {type(exc).__name__}: {exc}. Make the metric handle this "
+                          "prediction (it is counted as a failure).") from exc
+    return prediction, score
 
 
 class Evaluate:
@@ -79,21 +92,8 @@ class Evaluate:
         executor = ParallelExecutor(num_threads=num_threads or self.num_threads, max_errors=self.max_errors,
                                     disable_progress_bar=not display_progress,
                                     provide_traceback=self.provide_traceback, description="Evaluate")
-        lock = threading.Lock()
-        running = {"sum": 0.0, "n": 0}
-
         def one(example: Example) -> tuple[Any, float]:
-            with no_grad():
-                prediction = program(**example.inputs())
-            try:
-                score = _metric_value(metric(example, prediction))
-            except Exception as exc:
-                raise MetricError(f"The metric raised {type(exc).__name__}: {exc}. Make the metric handle this "
-                                  "prediction (it is counted as a failure).") from exc
-            with lock:
-                running["sum"] += score
-                running["n"] += 1
-            return prediction, score
+            return score_example(program, metric, example)
 
         outputs = executor.run(one, devset)
         results: list[tuple[Example, Any, float]] = []

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BudgetExceeded, MetricError
-from ..nn.graph import no_grad
+from ..errors import BudgetExceeded
+from ..evaluate.evaluate import metric_value, score_example
 from ..parallel import ParallelExecutor, TaskError
-from ..primitives import Example, Prediction
+from ..primitives import Example
 from ..settings import settings
 
 logger = logging.getLogger(__name__)
@@ -108,16 +108,6 @@ def progress(total: int, desc: str, disable: bool = False) -> Any:
 
 # --- running and scoring ------------------------------------------------------------------------------
 
-def metric_value(value: Any) -> float:
-    """A metric's return value as a number (bools, numbers, or objects with a ``score``)."""
-    if isinstance(value, (Prediction, dict)) and "score" in value:
-        return float(value["score"])
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if value is None:
-        return 0.0
-    return float(value)
-
 
 def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, num_threads: int | None = None,
               max_errors: int | None = None, provide_traceback: bool | None = None, desc: str = "Running",
@@ -174,14 +164,7 @@ def evaluate_program(program: Any, devset: Sequence[Example], metric: Callable[.
         return EvalOutcome(0.0, [])
 
     def one(example: Example) -> tuple[Any, float]:
-        with no_grad():
-            prediction = program(**example.inputs())
-        try:
-            score = metric_value(metric(example, prediction))
-        except Exception as exc:
-            raise MetricError(f"The metric raised {type(exc).__name__}: {exc}. Make the metric handle this "
-                              "prediction (it is counted as a failure).") from exc
-        return prediction, score
+        return score_example(program, metric, example)
 
     results, errors = run_tasks(one, devset, num_threads=num_threads, max_errors=max_errors,
                                 provide_traceback=provide_traceback, desc=desc, disable_progress=disable_progress)
