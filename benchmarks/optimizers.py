@@ -3,6 +3,10 @@
     python benchmarks/optimizers.py                       # light default run (about 10-15 min on 2 cores)
     python benchmarks/optimizers.py --val-size 40 --train-size 30 --trials 10 --candidates 6
     python benchmarks/optimizers.py --optimizers bootstrap,mipro --lm openai/gpt-4o-mini
+    python benchmarks/optimizers.py --optimizers copro --typed-label --candidates 6 --temperature 1.0 --test-size 30
+
+``--typed-label`` declares the intent as a ``Literal`` (the instruction then only has to say what to
+do, the type lists the intents); ``--test-size`` adds a held-out score no optimizer saw.
 
 For each optimizer it prints the zero-shot score, the optimized score on the valset and the LM
 calls the optimization paid for, and writes a training curve (best score against LM calls, all
@@ -17,7 +21,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,8 +41,15 @@ ALL = ("labeled", "bootstrap", "random_search", "knn", "mipro", "copro", "ensemb
 DEFAULT = ("labeled", "bootstrap", "random_search", "mipro")
 
 
-def make_program(task: Any) -> Any:
+def make_program(task: Any, typed_label: bool = False, bare: bool = False) -> Any:
+    if task.name == "classification" and bare:
+        # what `dspy.Predict("text -> label")` gives: the signature's default instruction, nothing about the intents
+        return dspy.Predict("text -> label")
     if task.name == "classification":
+        if typed_label:
+            # the label is a Literal: the adapter (and constrained decoding) keep it to one of the intents
+            sig = dspy.make_signature("text -> label", "Classify the banking message into one intent.")
+            return dspy.Predict(sig.with_updated_fields("label", type_=Literal[tuple(task.labels or [])]))
         labels = ", ".join(task.labels or [])
         sig = dspy.make_signature("text -> label", f"Classify the banking message into one intent: {labels}.")
         return dspy.Predict(sig)
@@ -47,7 +58,7 @@ def make_program(task: Any) -> Any:
 
 def run_one(name: str, args: argparse.Namespace, task: Any, train: list[Any], val: list[Any]) -> tuple[Any, Any]:
     metric = task.metric
-    student = make_program(task)
+    student = make_program(task, args.typed_label, args.bare_signature)
     if name == "labeled":
         opt: Any = LabeledFewShot(k=args.demos)
         return opt, opt.compile(student, trainset=train)
@@ -68,16 +79,24 @@ def run_one(name: str, args: argparse.Namespace, task: Any, train: list[Any], va
         return opt, opt.compile(student, trainset=train)
     if name == "ensemble":
         # an ensemble of labeled few-shot programs, each with demos from a different shuffle, majority vote
-        programs = [LabeledFewShot(k=args.demos).compile(make_program(task),
+        programs = [LabeledFewShot(k=args.demos).compile(make_program(task, args.typed_label, args.bare_signature),
                                                          trainset=random.Random(i).sample(train, len(train)),
                                                          sample=False)
                     for i in range(max(3, args.candidates))]
         opt = Ensemble(reduce_fn=dspy.majority)
         return opt, opt.compile(programs)
     if name == "copro":
-        opt = COPRO(metric=metric, breadth=max(2, args.candidates), depth=2)
+        opt = COPRO(metric=metric, breadth=max(2, args.candidates), depth=args.depth,
+                    init_temperature=args.temperature)
         return opt, opt.compile(student, trainset=val, eval_kwargs={"num_threads": args.threads})
     raise SystemExit(f"unknown optimizer {name!r}; choose from {', '.join(ALL)}")
+
+
+def held_out(program: Any, test: list[Any], task: Any, args: argparse.Namespace) -> str:
+    """`` [test 43.3]`` for a held-out split (not seen by any optimizer), or ``""`` when there is none."""
+    if not test:
+        return ""
+    return f"  [test {evaluate_program(program, test, task.metric, num_threads=args.threads).score:.1f}]"
 
 
 def main() -> int:
@@ -93,6 +112,14 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=3, help="MIPROv2 trials")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--test-size", type=int, default=0,
+                        help="also score zero-shot and each optimized program on this many held-out test examples")
+    parser.add_argument("--typed-label", action="store_true",
+                        help="classification: declare the label as a Literal of the intents instead of listing them")
+    parser.add_argument("--bare-signature", action="store_true",
+                        help="classification: start from Predict('text -> label') with no written instruction")
+    parser.add_argument("--temperature", type=float, default=1.4, help="COPRO proposal temperature")
+    parser.add_argument("--depth", type=int, default=2, help="COPRO rounds")
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--out", default="benchmarks/results/optimizers_curve.png")
     parser.add_argument("--lm-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -106,6 +133,7 @@ def main() -> int:
 
     task = load_bundled(args.task)
     train, val = task.train[: args.train_size], task.dev[: args.val_size]
+    test = task.test[: args.test_size]
     if args.dry_run:
         from textgrad_like.utils.dummies import DummyLM
 
@@ -120,9 +148,12 @@ def main() -> int:
 
     start = time.time()
     with count_calls() as zero_calls:
-        zero = evaluate_program(make_program(task), val, task.metric, num_threads=args.threads).score
-    print(f"task={task.name} lm={args.lm} train={len(train)} val={len(val)}")
-    print(f"zero-shot: {zero:.1f}  ({zero_calls.calls} LM calls, {time.time() - start:.0f}s)")
+        zero = evaluate_program(make_program(task, args.typed_label, args.bare_signature), val, task.metric,
+                                num_threads=args.threads).score
+    zero_test = held_out(make_program(task, args.typed_label, args.bare_signature), test, task, args)
+    print(f"task={task.name} lm={args.lm} train={len(train)} val={len(val)} test={len(test)} "
+          f"typed_label={args.typed_label} bare_signature={args.bare_signature}")
+    print(f"zero-shot: {zero:.1f}{zero_test}  ({zero_calls.calls} LM calls, {time.time() - start:.0f}s)")
     histories: dict[str, RunHistory] = {}
     rows = []
     for name in [n.strip() for n in args.optimizers.split(",") if n.strip()]:
@@ -133,7 +164,9 @@ def main() -> int:
         score = evaluate_program(compiled, val, task.metric, num_threads=args.threads).score
         rows.append((name, zero, score, paid, time.time() - t0))
         print(f"{name:>14}: zero-shot {zero:5.1f} -> optimized {score:5.1f}  LM calls {paid:5d}  "
-              f"({time.time() - t0:.0f}s)")
+              f"({time.time() - t0:.0f}s){held_out(compiled, test, task, args)}")
+        if name in ("copro", "mipro"):
+            print(f"{'':>14}  instruction: {compiled.predictors()[0].signature.instructions[:160]!r}")
         history = RunHistory(name)
         for row in opt.history.rows:
             history.record(row["score"], step=row["step"], lm_calls=row["lm_calls"], tokens=row["tokens"])

@@ -69,3 +69,32 @@ def test_ensemble_reduces_and_samples():
     assert len(first) == 2 and all([o.answer for o in sampled(question="same")] == first for _ in range(5))
     with pytest.raises(OptimizerError):
         Ensemble().compile([])
+
+
+def test_copro_proposer_sees_the_task_fields():
+    from typing import Literal
+
+    seen: list[str] = []
+
+    class Recording(CoproLM):
+        def _next_answer(self, messages):  # type: ignore[override]
+            if "`proposed_instruction`" in str(messages[0]["content"]):
+                seen.append(str(messages[-1]["content"]))
+            return super()._next_answer(messages)
+
+    dspy.configure(lm=Recording())
+    sig = dspy.Signature("question -> answer", "Answer.").with_updated_fields(
+        "answer", type_=Literal[tuple(f"a{i}" for i in range(10, 13))], desc="the answer code")
+    COPRO(metric=exact, breadth=2, depth=2).compile(dspy.Predict(sig), trainset=data(10, 13))
+    assert len(seen) == 1 + 2  # breadth - 1 first proposals, then breadth from the attempts
+    assert all("output `answer` (exactly one of: a10, a11, a12): the answer code" in text for text in seen)
+    assert "input `question` (text)" in seen[0] and "Score #" in seen[-1]
+    # each proposal sees its own seeded sample of trainset examples, with the outputs they should get
+    assert all(text.count("Example ") == 3 and "answer: a1" in text for text in seen)
+    assert len({text.split("<examples>")[1].split("</examples>")[0] for text in seen}) > 1
+
+    seen.clear()
+    COPRO(metric=exact, breadth=2, depth=1, num_examples=0).compile(dspy.Predict(sig), trainset=data(10, 13))
+    assert len(seen) == 1 and "<examples>" not in seen[0] and "Example 1" not in seen[0]
+    with pytest.raises(OptimizerError, match="num_examples"):
+        COPRO(metric=exact, num_examples=-1)

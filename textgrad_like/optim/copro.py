@@ -4,17 +4,25 @@ For every predictor, a prompt model writes ``breadth - 1`` variations of the cur
 all are scored on the trainset. For ``depth`` rounds, each predictor in turn is set to its best
 candidate so far, and the prompt model is shown the best attempts with their scores to write
 ``breadth`` new ones. The best scored program is returned.
+
+Besides the instruction (or the attempts), the prompt model sees the predictor's fields (names,
+types, descriptions) and, unless ``num_examples=0``, a few trainset examples with the outputs they
+should get (a different seeded sample for each proposal), so a proposal can carry what the data
+shows (the label vocabulary, the answer format) even when the current instruction says nothing of
+it. ``num_examples=0`` shows the prompt model instructions only, as the original COPRO does.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import statistics
 from typing import Any
 
 from ..errors import BudgetExceeded, OptimizerError
 from ..settings import settings
 from ._calls import attach_best, count_calls, evaluate_program, log_projection, progress, run_tasks
+from .proposer import format_examples
 from .teleprompter import Teleprompter
 
 logger = logging.getLogger(__name__)
@@ -26,22 +34,40 @@ _ATTEMPTS = ("You improve instructions for a language model. Below are instructi
              "prefix) likely to score higher than all of them; novel ideas are welcome.")
 
 
-def _signatures() -> tuple[Any, Any]:
+def task_fields(signature: Any) -> str:
+    """The predictor's inputs and outputs, one line each: ``name (type hint): description``."""
+    from ..adapters.values import type_hint
+
+    lines = []
+    for kind, fields in (("input", signature.input_fields), ("output", signature.output_fields)):
+        for name, info in fields.items():
+            hint = type_hint(info.annotation) or "text"
+            desc = f": {info.desc}" if info.desc and info.desc != f"${{{name}}}" else ""
+            lines.append(f"{kind} `{name}` ({hint}){desc}")
+    return "\n".join(lines)
+
+
+def _signatures(with_examples: bool) -> tuple[Any, Any]:
     from ..signatures import InputField, OutputField, make_signature
 
+    task = {"task_fields": (str, InputField(desc="what the task reads and what it must produce"))}
+    if with_examples:
+        task["examples"] = (str, InputField(desc="a few inputs from the task's data with the outputs they should get"))
     outputs = {
         "proposed_instruction": (str, OutputField(desc="the improved instruction")),
         "proposed_prefix_for_output_field": (str, OutputField(desc="the text the answer should start with")),
     }
-    basic = make_signature({"basic_instruction": (str, InputField(desc="the current instruction")), **outputs},
+    basic = make_signature({**task, "basic_instruction": (str, InputField(desc="the current instruction")), **outputs},
                            _BASIC, signature_name="ProposeFromInstruction")
-    attempts = make_signature({"attempted_instructions": (str, InputField(desc="instructions tried, with scores")),
+    attempts = make_signature({**task,
+                               "attempted_instructions": (str, InputField(desc="instructions tried, with scores")),
                                **outputs}, _ATTEMPTS, signature_name="ProposeFromAttempts")
     return basic, attempts
 
 
 class COPRO(Teleprompter):
-    """``COPRO(prompt_model=None, metric=None, breadth=10, depth=3, init_temperature=1.4, track_stats=False)``.
+    """``COPRO(prompt_model=None, metric=None, breadth=10, depth=3, init_temperature=1.4, track_stats=False,
+    num_examples=3, seed=0)``.
 
     ``compile(student, *, trainset, eval_kwargs=None)`` (``eval_kwargs``: ``num_threads``,
     ``max_errors``, ``provide_traceback``). :attr:`history` gets one row per scored candidate;
@@ -50,12 +76,17 @@ class COPRO(Teleprompter):
     """
 
     def __init__(self, prompt_model: Any = None, metric: Any = None, breadth: int = 10, depth: int = 3,
-                 init_temperature: float = 1.4, track_stats: bool = False, **_kwargs: Any) -> None:
+                 init_temperature: float = 1.4, track_stats: bool = False, num_examples: int = 3, seed: int = 0,
+                 **_kwargs: Any) -> None:
         super().__init__()
         if breadth <= 1:
             raise OptimizerError("COPRO needs breadth > 1.")
         if depth < 1:
             raise OptimizerError("COPRO needs depth >= 1.")
+        if num_examples < 0:
+            raise OptimizerError("COPRO needs num_examples >= 0 (0 shows the prompt model no examples).")
+        self.num_examples = num_examples
+        self.seed = seed
         self.metric = metric
         self.breadth = breadth
         self.depth = depth
@@ -71,8 +102,8 @@ class COPRO(Teleprompter):
     def _apply(self, predictor: Any, instruction: str, prefix: str) -> None:
         sig = predictor.signature.with_instructions(instruction)
         last = self._last_output(predictor)
-        if prefix:
-            sig = sig.with_updated_fields(last, prefix=prefix)
+        # an empty prefix means "none": it must not inherit the prefix of the candidate scored before
+        sig = sig.with_updated_fields(last, prefix=prefix or None)
         predictor.signature = sig
 
     def _propose(self, signature: Any, inputs: dict[str, Any], n: int, tag: str) -> list[tuple[str, str]]:
@@ -81,9 +112,14 @@ class COPRO(Teleprompter):
         lm = self.prompt_model or settings.get("lm")
 
         def one(k: int) -> tuple[str, str]:
+            extra = {}
+            if self.num_examples:
+                rng = random.Random(f"{self.seed}-{tag}-{k}")
+                extra["examples"] = format_examples(rng.sample(self._trainset, min(self.num_examples,
+                                                                                   len(self._trainset))))
             with settings.context(lm=lm):
                 out = Predict(signature)(config={"temperature": self.init_temperature, "rollout_id": f"{tag}-{k}"},
-                                         **inputs)
+                                         **inputs, **extra)
             return (str(out.proposed_instruction).strip().strip('"').strip(),
                     str(out.proposed_prefix_for_output_field).strip().strip('"').strip())
 
@@ -105,13 +141,14 @@ class COPRO(Teleprompter):
         self._threads = eval_kwargs.get("num_threads")
         self._max_errors = eval_kwargs.get("max_errors")
         trainset = list(trainset)
+        self._trainset = trainset
         module = student.deepcopy()
         predictors = module.predictors()
         n_pred = len(predictors)
         evals = self.breadth * n_pred + (self.depth - 1) * self.breadth * n_pred * (n_pred if n_pred > 1 else 1)
         log_projection("COPRO", {"proposals": ((self.breadth - 1) + (self.depth - 1) * self.breadth) * n_pred,
                                  "evaluation": evals * len(trainset) * n_pred})
-        basic_sig, attempts_sig = _signatures()
+        basic_sig, attempts_sig = _signatures(self.num_examples > 0)
         self.search_state = {"candidates": [], "proposal_failures": 0, "best": None}
         results_best: dict[int, dict[str, list[float]]] = {i: {"depth": [], "max": [], "average": [], "min": [],
                                                                "std": []} for i in range(n_pred)}
@@ -122,11 +159,13 @@ class COPRO(Teleprompter):
         with count_calls() as counter:
             try:
                 all_cands: list[list[tuple[str, str]]] = []
+                fields = [task_fields(p.signature) for p in predictors]
                 for i, predictor in enumerate(predictors):
                     instr = predictor.signature.instructions
                     info = predictor.signature.output_fields[self._last_output(predictor)]
                     base = (instr, info.prefix or "")
-                    proposals = self._propose(basic_sig, {"basic_instruction": instr}, self.breadth - 1, f"copro-{i}-0")
+                    proposals = self._propose(basic_sig, {"task_fields": fields[i], "basic_instruction": instr},
+                                              self.breadth - 1, f"copro-{i}-0")
                     all_cands.append([*proposals, base])
                 latest = [list(c) for c in all_cands]
                 clone = module.deepcopy()
@@ -176,7 +215,8 @@ class COPRO(Teleprompter):
                         for rank, c in enumerate(reversed(ranked), start=1):
                             lines += [f"Instruction #{rank}: {c['instruction']}", f"Prefix #{rank}: {c['prefix']}",
                                       f"Score #{rank}: {c['score']}"]
-                        new = self._propose(attempts_sig, {"attempted_instructions": "\n".join(lines)}, self.breadth,
+                        new = self._propose(attempts_sig, {"task_fields": fields[i],
+                                                           "attempted_instructions": "\n".join(lines)}, self.breadth,
                                             f"copro-{i}-{d + 1}")
                         latest[i] = new
                         all_cands[i].extend(new)
