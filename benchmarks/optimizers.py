@@ -1,7 +1,7 @@
 """Benchmark the search optimizers on a bundled task with the embedded local model.
 
-    python benchmarks/optimizers.py                       # light default run (about 10-15 min on 2 cores)
-    python benchmarks/optimizers.py --val-size 40 --train-size 30 --trials 10 --candidates 6
+    python benchmarks/optimizers.py                       # the README figures (about 10 min on 2 cores)
+    python benchmarks/optimizers.py --optimizers all --val-size 40 --train-size 30 --trials 10
     python benchmarks/optimizers.py --optimizers bootstrap,mipro --lm openai/gpt-4o-mini
     python benchmarks/optimizers.py --optimizers copro --typed-label --candidates 6 --temperature 1.0 --test-size 30
 
@@ -38,7 +38,7 @@ from textgrad_like.optim.random_search import BootstrapRS  # noqa: E402
 from textgrad_like.primitives import RunHistory  # noqa: E402
 
 ALL = ("labeled", "bootstrap", "random_search", "knn", "mipro", "copro", "ensemble")
-DEFAULT = ("labeled", "bootstrap", "random_search", "mipro")
+DEFAULT = ("labeled", "bootstrap", "random_search", "knn", "mipro", "ensemble")
 
 
 def make_program(task: Any, typed_label: bool = False, bare: bool = False) -> Any:
@@ -87,7 +87,7 @@ def run_one(name: str, args: argparse.Namespace, task: Any, train: list[Any], va
         return opt, opt.compile(programs)
     if name == "copro":
         opt = COPRO(metric=metric, breadth=max(2, args.candidates), depth=args.depth,
-                    init_temperature=args.temperature)
+                    init_temperature=args.temperature, num_examples=args.copro_examples, seed=args.seed)
         return opt, opt.compile(student, trainset=val, eval_kwargs={"num_threads": args.threads})
     raise SystemExit(f"unknown optimizer {name!r}; choose from {', '.join(ALL)}")
 
@@ -104,15 +104,15 @@ def main() -> int:
     parser.add_argument("--task", default="classification", help="bundled task (classification, arithmetic)")
     parser.add_argument("--lm", default="local/embedded", help="model name for LM(...)")
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--optimizers", default=",".join(DEFAULT), help=f"comma list from {', '.join(ALL)}")
-    parser.add_argument("--train-size", type=int, default=10)
-    parser.add_argument("--val-size", type=int, default=10)
-    parser.add_argument("--demos", type=int, default=2, help="max bootstrapped / labeled demos")
-    parser.add_argument("--candidates", type=int, default=3, help="candidate programs / instructions")
-    parser.add_argument("--trials", type=int, default=3, help="MIPROv2 trials")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--optimizers", default=",".join(DEFAULT), help=f"comma list from {', '.join(ALL)}, or all")
+    parser.add_argument("--train-size", type=int, default=20)
+    parser.add_argument("--val-size", type=int, default=30)
+    parser.add_argument("--demos", type=int, default=4, help="max bootstrapped / labeled demos")
+    parser.add_argument("--candidates", type=int, default=6, help="candidate programs / instructions")
+    parser.add_argument("--trials", type=int, default=8, help="MIPROv2 trials")
+    parser.add_argument("--threads", type=int, default=8, help="concurrent calls (the local model batches them)")
     parser.add_argument("--seed", type=int, default=9)
-    parser.add_argument("--test-size", type=int, default=0,
+    parser.add_argument("--test-size", type=int, default=30,
                         help="also score zero-shot and each optimized program on this many held-out test examples")
     parser.add_argument("--typed-label", action="store_true",
                         help="classification: declare the label as a Literal of the intents instead of listing them")
@@ -120,6 +120,7 @@ def main() -> int:
                         help="classification: start from Predict('text -> label') with no written instruction")
     parser.add_argument("--temperature", type=float, default=1.4, help="COPRO proposal temperature")
     parser.add_argument("--depth", type=int, default=2, help="COPRO rounds")
+    parser.add_argument("--copro-examples", type=int, default=3, help="trainset examples each COPRO proposal sees")
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--out", default="benchmarks/results/optimizers_curve.png")
     parser.add_argument("--lm-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -156,7 +157,8 @@ def main() -> int:
     print(f"zero-shot: {zero:.1f}{zero_test}  ({zero_calls.calls} LM calls, {time.time() - start:.0f}s)")
     histories: dict[str, RunHistory] = {}
     rows = []
-    for name in [n.strip() for n in args.optimizers.split(",") if n.strip()]:
+    names = ALL if args.optimizers == "all" else [n.strip() for n in args.optimizers.split(",") if n.strip()]
+    for name in names:
         t0 = time.time()
         with count_calls() as calls:
             opt, compiled = run_one(name, args, task, train, val)

@@ -98,3 +98,16 @@ def test_copro_proposer_sees_the_task_fields():
     assert len(seen) == 1 and "<examples>" not in seen[0] and "Example 1" not in seen[0]
     with pytest.raises(OptimizerError, match="num_examples"):
         COPRO(metric=exact, num_examples=-1)
+
+
+def test_copro_example_sample_covers_distinct_outputs_first():
+    import random
+
+    from textgrad_like.optim.copro import diverse_sample
+
+    pool = [dspy.Example(text=f"t{i}", label="rare" if i == 7 else "common").with_inputs("text") for i in range(20)]
+    for seed in range(10):
+        picked = diverse_sample(pool, 2, random.Random(seed))
+        assert sorted(e.label for e in picked) == ["common", "rare"]
+    assert len(diverse_sample(pool, 50, random.Random(0))) == 20
+    assert diverse_sample(pool, 3, random.Random(4)) == diverse_sample(pool, 3, random.Random(4))

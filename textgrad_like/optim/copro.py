@@ -7,9 +7,10 @@ candidate so far, and the prompt model is shown the best attempts with their sco
 
 Besides the instruction (or the attempts), the prompt model sees the predictor's fields (names,
 types, descriptions) and, unless ``num_examples=0``, a few trainset examples with the outputs they
-should get (a different seeded sample for each proposal), so a proposal can carry what the data
-shows (the label vocabulary, the answer format) even when the current instruction says nothing of
-it. ``num_examples=0`` shows the prompt model instructions only, as the original COPRO does.
+should get (a different seeded sample for each proposal, covering distinct outputs first), so a
+proposal can carry what the data shows (the label vocabulary, the answer format) even when the
+current instruction says nothing of it. ``num_examples=0`` shows the prompt model instructions
+only, as the original COPRO does.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ def task_fields(signature: Any) -> str:
             desc = f": {info.desc}" if info.desc and info.desc != f"${{{name}}}" else ""
             lines.append(f"{kind} `{name}` ({hint}){desc}")
     return "\n".join(lines)
+
+
+def diverse_sample(examples: list[Any], k: int, rng: random.Random) -> list[Any]:
+    """``k`` examples in a random order that first covers as many distinct outputs as it can
+    (one example per label before a second of any), so the prompt model sees the range of answers."""
+    order = rng.sample(examples, len(examples))
+    seen: set[str] = set()
+    first, rest = [], []
+    for ex in order:
+        outputs = repr(sorted((name, str(value)) for name, value in ex.labels().items()))
+        (rest if outputs in seen else first).append(ex)
+        seen.add(outputs)
+    return (first + rest)[:k]
 
 
 def _signatures(with_examples: bool) -> tuple[Any, Any]:
@@ -115,8 +129,7 @@ class COPRO(Teleprompter):
             extra = {}
             if self.num_examples:
                 rng = random.Random(f"{self.seed}-{tag}-{k}")
-                extra["examples"] = format_examples(rng.sample(self._trainset, min(self.num_examples,
-                                                                                   len(self._trainset))))
+                extra["examples"] = format_examples(diverse_sample(self._trainset, self.num_examples, rng))
             with settings.context(lm=lm):
                 out = Predict(signature)(config={"temperature": self.init_temperature, "rollout_id": f"{tag}-{k}"},
                                          **inputs, **extra)
