@@ -252,3 +252,29 @@ def test_best_of_n_over_an_agent() -> None:
     pred = BestOfN(agent, N=2, reward_fn=lambda a, p: float(p.answer == "yes"), threshold=1.0)(question="?")
     assert pred.answer == "yes" and pred.trajectory["tool_name_0"] == "finish"
     assert [n.module for n in pred.graph.nodes] == [agent.react, agent.extract.predict]
+
+
+class LateOverflowLM(DummyLM):
+    """The final extraction overflows whenever its prompt holds the fifth step, however many older
+    steps are dropped."""
+
+    def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
+        extracting = "`next_thought`" not in str(messages[0]["content"])
+        if extracting and "<thought_4>" in str(messages[-1]["content"]):
+            raise LMError("openai/x: the provider call failed (ContextWindowExceededError: too long).")
+        return super()._generate(messages, **kwargs)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_context_window_still_exceeded_after_three_truncations(use_async: bool) -> None:
+    import asyncio
+
+    lm = LateOverflowLM([step(f"s{i}", "search_wikipedia", {"query": str(i)}) for i in range(5)])
+    settings.configure(lm=lm)
+    agent = ReAct("question -> answer", tools=[search_wikipedia], max_iters=5)
+    with pytest.raises(LMError, match="after dropping the 3 oldest steps") as info:
+        if use_async:
+            asyncio.run(agent.acall(question="?"))
+        else:
+            agent(question="?")
+    assert "ContextWindowExceededError" in str(info.value.__cause__)

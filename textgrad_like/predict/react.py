@@ -160,37 +160,43 @@ class ReAct(Module):
             logger.info("ReAct trajectory is longer than max_trajectory_chars=%d; dropping the oldest step.", limit)
             self.truncate_trajectory(trajectory)
 
+    _TRUNCATION_TRIES = 3
+
+    def _drop_oldest_on_overflow(self, err: Exception, trajectory: dict[str, Any]) -> None:
+        """Re-raise ``err`` unless it says the prompt overflowed the context window; then drop a step."""
+        if not is_context_window_error(err):
+            raise err
+        logger.warning("ReAct: the prompt exceeded the context window; dropping the oldest step.")
+        self.truncate_trajectory(trajectory)
+
+    def _still_overflowing(self, last: BaseException | None) -> LMError:
+        error = LMError(f"The prompt still exceeded the context window after dropping the {self._TRUNCATION_TRIES} "
+                        "oldest steps of the trajectory. Use a model with a larger context window or set "
+                        "max_trajectory_chars.")
+        error.__cause__ = last
+        return error
+
     def _call_with_truncation(self, module: Module, trajectory: dict[str, Any], **input_args: Any) -> Any:
         last: BaseException | None = None
-        for _ in range(3):
+        for _ in range(self._TRUNCATION_TRIES):
             self._fit(trajectory)
             try:
                 return module(**input_args, trajectory=self._format_trajectory(trajectory))
             except Exception as err:
-                if not is_context_window_error(err):
-                    raise
-                logger.warning("ReAct: the prompt exceeded the context window; dropping the oldest step.")
+                self._drop_oldest_on_overflow(err, trajectory)
                 last = err
-                self.truncate_trajectory(trajectory)
-        raise LMError("The prompt still exceeded the context window after dropping the three oldest steps of "
-                      "the trajectory. Use a model with a larger context window or set max_trajectory_chars.") \
-            from last
+        raise self._still_overflowing(last)
 
     async def _acall_with_truncation(self, module: Module, trajectory: dict[str, Any], **input_args: Any) -> Any:
         last: BaseException | None = None
-        for _ in range(3):
+        for _ in range(self._TRUNCATION_TRIES):
             self._fit(trajectory)
             try:
                 return await module.acall(**input_args, trajectory=self._format_trajectory(trajectory))
             except Exception as err:
-                if not is_context_window_error(err):
-                    raise
-                logger.warning("ReAct: the prompt exceeded the context window; dropping the oldest step.")
+                self._drop_oldest_on_overflow(err, trajectory)
                 last = err
-                self.truncate_trajectory(trajectory)
-        raise LMError("The prompt still exceeded the context window after dropping the three oldest steps of "
-                      "the trajectory. Use a model with a larger context window or set max_trajectory_chars.") \
-            from last
+        raise self._still_overflowing(last)
 
     def _step_failed(self, err: Exception) -> bool:
         """Whether ``err`` from the step predictor ends the loop (True) or must propagate (False)."""
