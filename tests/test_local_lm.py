@@ -187,3 +187,33 @@ def test_embedded_batching_matches_sequential(embedded_lm):
         t.join()
     assert [results[i] for i in range(4)] == sequential
     assert any("paris" in s.lower() for s in sequential)
+
+
+@pytest.mark.integration
+def test_gguf_tokenizer_is_converted_once_and_read_back(tmp_path, monkeypatch):
+    import transformers
+
+    from textgrad_like.lm.embedded import EMBEDDED_NAME
+    from textgrad_like.lm.local_backend import _load_tokenizer, gguf_tokenizer_cache_dir, resolve_source
+
+    monkeypatch.setenv("TEXTGRAD_LIKE_CACHEDIR", str(tmp_path))
+    source = resolve_source(EMBEDDED_NAME)
+    common = {"local_files_only": True, "gguf_file": source.gguf_file}
+    folder = gguf_tokenizer_cache_dir(os.path.join(source.path, source.gguf_file), transformers.__version__)
+    assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)
+    converted = _load_tokenizer(transformers, source, common)
+    assert os.path.isfile(os.path.join(folder, "tokenizer_config.json"))
+    start = time.perf_counter()
+    cached = _load_tokenizer(transformers, source, common)
+    assert time.perf_counter() - start < 3.0  # read back, not converted again (about 8 s)
+    messages = [{"role": "user", "content": "Héllo <b>there</b>, 12 + 30 = ?"}]
+    assert (cached.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            == converted.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    assert cached("Héllo <b>there</b> 🙂")["input_ids"] == converted("Héllo <b>there</b> 🙂")["input_ids"]
+    assert (cached.eos_token, cached.pad_token) == (converted.eos_token, converted.pad_token)
+    # a damaged entry is converted again and replaced
+    with open(os.path.join(folder, "tokenizer.json"), "w") as fh:
+        fh.write("{not json")
+    repaired = _load_tokenizer(transformers, source, common)
+    assert repaired("abc")["input_ids"] == converted("abc")["input_ids"]
+    assert _load_tokenizer(transformers, source, common)("abc")["input_ids"] == converted("abc")["input_ids"]
