@@ -41,12 +41,12 @@ ALL = ("labeled", "bootstrap", "random_search", "knn", "mipro", "copro", "ensemb
 DEFAULT = ("labeled", "bootstrap", "random_search", "knn", "mipro", "ensemble")
 
 
-def make_program(task: Any, typed_label: bool = False, bare: bool = False) -> Any:
-    if task.name == "classification" and bare:
+def make_program(task: Any, args: argparse.Namespace) -> Any:
+    if task.name == "classification" and args.bare_signature:
         # what `dspy.Predict("text -> label")` gives: the signature's default instruction, nothing about the intents
         return dspy.Predict("text -> label")
     if task.name == "classification":
-        if typed_label:
+        if args.typed_label:
             # the label is a Literal: the adapter (and constrained decoding) keep it to one of the intents
             sig = dspy.make_signature("text -> label", "Classify the banking message into one intent.")
             return dspy.Predict(sig.with_updated_fields("label", type_=Literal[tuple(task.labels or [])]))
@@ -58,7 +58,7 @@ def make_program(task: Any, typed_label: bool = False, bare: bool = False) -> An
 
 def run_one(name: str, args: argparse.Namespace, task: Any, train: list[Any], val: list[Any]) -> tuple[Any, Any]:
     metric = task.metric
-    student = make_program(task, args.typed_label, args.bare_signature)
+    student = make_program(task, args)
     if name == "labeled":
         opt: Any = LabeledFewShot(k=args.demos)
         return opt, opt.compile(student, trainset=train)
@@ -79,7 +79,7 @@ def run_one(name: str, args: argparse.Namespace, task: Any, train: list[Any], va
         return opt, opt.compile(student, trainset=train)
     if name == "ensemble":
         # an ensemble of labeled few-shot programs, each with demos from a different shuffle, majority vote
-        programs = [LabeledFewShot(k=args.demos).compile(make_program(task, args.typed_label, args.bare_signature),
+        programs = [LabeledFewShot(k=args.demos).compile(make_program(task, args),
                                                          trainset=random.Random(i).sample(train, len(train)),
                                                          sample=False)
                     for i in range(max(3, args.candidates))]
@@ -149,9 +149,8 @@ def main() -> int:
 
     start = time.time()
     with count_calls() as zero_calls:
-        zero = evaluate_program(make_program(task, args.typed_label, args.bare_signature), val, task.metric,
-                                num_threads=args.threads).score
-    zero_test = held_out(make_program(task, args.typed_label, args.bare_signature), test, task, args)
+        zero = evaluate_program(make_program(task, args), val, task.metric, num_threads=args.threads).score
+    zero_test = held_out(make_program(task, args), test, task, args)
     print(f"task={task.name} lm={args.lm} train={len(train)} val={len(val)} test={len(test)} "
           f"typed_label={args.typed_label} bare_signature={args.bare_signature}")
     print(f"zero-shot: {zero:.1f}{zero_test}  ({zero_calls.calls} LM calls, {time.time() - start:.0f}s)")
