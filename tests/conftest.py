@@ -16,7 +16,7 @@ def _fresh_settings():
     from textgrad_like.settings import settings
 
     settings.reset()
-    configure_cache(enable_disk=False)
+    configure_cache(enable_disk_cache=False)
     yield
     settings.reset()
 

@@ -104,10 +104,10 @@ import pytest  # noqa: E402
 import textgrad_like as dspy  # noqa: E402
 from textgrad_like.nn.parameter import Gradient  # noqa: E402
 from textgrad_like.optim.feedback import (  # noqa: E402
-    as_score_and_feedback,
     call_metric,
     format_reflective_records,
     gradients_from_metric,
+    read_metric,
     reflective_dataset_from_gradients,
 )
 from textgrad_like.optim.tgd import TextualGradientDescent  # noqa: E402
@@ -151,9 +151,9 @@ def test_call_metric_adapts_to_the_metric_signature() -> None:
     assert call_metric(five, 1, 2, None, "x", []) == 1 and seen == ["x"]
     assert call_metric(lambda g, p: 0.5, 1, 2, None, "x", []) == 0.5
     assert call_metric(lambda g, p, trace=None: True, 1, 2) is True
-    assert as_score_and_feedback(dspy.Prediction(score=0.25, feedback="meh")) == (0.25, "meh")
-    assert as_score_and_feedback(True) == (1.0, None)
-    assert as_score_and_feedback((0.5, "half")) == (0.5, "half")
+    assert read_metric(dspy.Prediction(score=0.25, feedback="meh")) == (0.25, "meh")
+    assert read_metric(True) == (1.0, None)
+    assert read_metric((0.5, "half")) == (0.5, "half")
 
 
 def test_metric_feedback_becomes_gradients_that_tgd_consumes() -> None:

@@ -66,7 +66,7 @@ def test_arguments_that_change_answer_split_cache(server):
 
 
 def test_secret_never_in_history_cache_or_saved_files(server, tmp_path):
-    cache = configure_cache(enable_disk=True, disk_dir=str(tmp_path / "cache"))
+    cache = configure_cache(enable_disk_cache=True, disk_cache_dir=str(tmp_path / "cache"))
     lm = make_lm(server)
     lm("hello")
     assert SECRET not in repr(list(lm.history))
@@ -85,9 +85,9 @@ def test_secret_never_in_history_cache_or_saved_files(server, tmp_path):
 
 
 def test_disk_cache_survives_new_cache_object(server, tmp_path):
-    configure_cache(enable_disk=True, disk_dir=str(tmp_path / "c"))
+    configure_cache(enable_disk_cache=True, disk_cache_dir=str(tmp_path / "c"))
     make_lm(server)("persist me")
-    configure_cache(enable_memory=False, enable_disk=True, disk_dir=str(tmp_path / "c"))
+    configure_cache(enable_memory_cache=False, enable_disk_cache=True, disk_cache_dir=str(tmp_path / "c"))
     make_lm(server)("persist me")
     assert len(server.requests) == 1
 

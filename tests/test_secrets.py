@@ -52,7 +52,7 @@ def server():
 
 def test_api_key_never_reaches_disk_logs_history_or_saved_programs(server, tmp_path, caplog):
     cache_dir = tmp_path / "cache"
-    configure_cache(enable_disk=True, disk_dir=str(cache_dir))
+    configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir))
     caplog.set_level(logging.DEBUG)
     lm = dspy.LM("openai/test-model", api_base=server.api_base, api_key=SECRET, num_retries=0, temperature=0.0)
     dspy.configure(lm=lm)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,15 +35,27 @@ class TaskError:
 
 
 class ParallelExecutor:
+    """Run ``fn`` over items on ``num_threads`` threads (see the module docstring).
+
+    Stragglers, as DSPy: once at most ``straggler_limit`` tasks are still running and one of them has
+    run for ``timeout`` seconds, a duplicate of it is started (once per task) and whichever copy
+    finishes first gives the result; the other is left to finish in the background and ignored.
+    ``timeout=None`` or ``0`` (the default here) turns this off. A thread cannot be stopped, so this
+    is not a hard time limit: it helps when a call hangs on the network, not when every call is slow.
+    """
+
     def __init__(self, num_threads: int | None = None, max_errors: int | None = None,
                  disable_progress_bar: bool = False, provide_traceback: bool | None = None,
-                 description: str = "Running") -> None:
+                 description: str = "Running", timeout: float | None = None, straggler_limit: int = 3) -> None:
         self.num_threads = max(1, int(num_threads or settings.get("num_threads") or 1))
         self.max_errors = settings.get("max_errors") if max_errors is None else max_errors
         self.disable_progress_bar = disable_progress_bar
         self.provide_traceback = provide_traceback
         self.description = description
+        self.timeout = float(timeout) if timeout else None
+        self.straggler_limit = int(straggler_limit)
         self.errors: dict[int, TaskError] = {}
+        self.resubmitted: list[int] = []
         self._lock = threading.Lock()
 
     @property
@@ -68,10 +81,6 @@ class ParallelExecutor:
         items = list(items)
         results: list[Any] = [None] * len(items)
         bar = _progress(len(items), self.description, self.disable_progress_bar)
-
-        def call(index: int, item: Any, ctx: contextvars.Context) -> Any:
-            return ctx.run(fn, item)
-
         try:
             if self.num_threads == 1:
                 for i, item in enumerate(items):
@@ -82,40 +91,87 @@ class ParallelExecutor:
                         self._check_limit()
                     bar.update(1)
                 return results
-            with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
-                pending: dict[Future, int] = {}
-                iterator = iter(enumerate(items))
-                exhausted = False
-                stop: BaseException | None = None
-                while True:
-                    while not exhausted and len(pending) < self.num_threads * 2 and stop is None:
-                        try:
-                            i, item = next(iterator)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        pending[pool.submit(call, i, item, contextvars.copy_context())] = i
-                    if not pending:
-                        break
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        i = pending.pop(future)
-                        try:
-                            results[i] = future.result()
-                        except Exception as exc:
-                            self._record_error(i, exc)
-                            try:
-                                self._check_limit()
-                            except EvaluationError as limit:
-                                stop = limit
-                        bar.update(1)
-                    if stop is not None:
-                        for future in pending:
-                            future.cancel()
-                        raise stop
+            self._run_threads(fn, items, results, bar)
         finally:
             bar.close()
         return results
+
+    def _run_threads(self, fn: Callable[[Any], Any], items: list[Any], results: list[Any], bar: Any) -> None:
+        started: dict[Future, float] = {}
+        sid_future: dict[int, Future] = {}
+
+        def call(sid: int, item: Any, ctx: contextvars.Context) -> Any:
+            with self._lock:
+                future = sid_future.get(sid)
+            if future is not None:
+                started[future] = time.monotonic()
+            return ctx.run(fn, item)
+
+        pool = ThreadPoolExecutor(max_workers=self.num_threads)
+        pending: dict[Future, int] = {}
+        done_indices: set[int] = set()
+        duplicated: set[int] = set()
+
+        def submit(i: int) -> None:
+            sid = len(sid_future)
+            with self._lock:  # the worker looks its future up under the same lock
+                future = pool.submit(call, sid, items[i], contextvars.copy_context())
+                sid_future[sid] = future
+            pending[future] = i
+
+        poll = None if self.timeout is None else max(0.01, min(1.0, self.timeout / 4))
+        next_index = 0
+        stop: BaseException | None = None
+        try:
+            while len(done_indices) < len(items):
+                while next_index < len(items) and len(pending) < self.num_threads * 2 and stop is None:
+                    submit(next_index)
+                    next_index += 1
+                if not pending:
+                    break
+                done, _ = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
+                    started.pop(future, None)
+                    if i in done_indices:
+                        continue  # the other copy of a straggler finished first
+                    done_indices.add(i)
+                    try:
+                        results[i] = future.result()
+                    except Exception as exc:
+                        self._record_error(i, exc)
+                        try:
+                            self._check_limit()
+                        except EvaluationError as limit:
+                            stop = limit
+                    bar.update(1)
+                for future in [f for f, i in pending.items() if i in done_indices]:
+                    future.cancel()
+                    del pending[future]
+                if stop is not None:
+                    raise stop
+                if poll is not None and next_index >= len(items):
+                    self._resubmit_stragglers(pending, started, duplicated, submit)
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=False)
+
+    def _resubmit_stragglers(self, pending: dict[Future, int], started: dict[Future, float], duplicated: set[int],
+                             submit: Callable[[int], None]) -> None:
+        running = set(pending.values())
+        if len(running) > self.straggler_limit or self.timeout is None:
+            return
+        now = time.monotonic()
+        for future, i in list(pending.items()):
+            begun = started.get(future)
+            if i in duplicated or begun is None or now - begun < self.timeout:
+                continue
+            duplicated.add(i)
+            self.resubmitted.append(i)
+            logger.warning("Task %d has run for %.0f s; starting a second copy (straggler; timeout=%s).", i,
+                           now - begun, self.timeout)
+            submit(i)
 
     def _check_limit(self) -> None:
         if self.max_errors is not None and len(self.errors) > self.max_errors:

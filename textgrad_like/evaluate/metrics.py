@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import string
-import unicodedata
 from collections import Counter
 from typing import Any
 
+from ..primitives.text import normalize_text
 
-def normalize_text(text: str) -> str:
-    """Lower-case, strip accents, punctuation and articles, squeeze spaces."""
-    text = unicodedata.normalize("NFD", str(text))
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn").lower()
-    text = "".join(" " if ch in string.punctuation else ch for ch in text)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+__all__ = ["EM", "F1", "answer_exact_match", "answer_passage_match", "f1_score", "normalize_text"]
 
 
 def EM(prediction: str, answers_list: list[str] | str) -> bool:  # noqa: N802 - DSPy's name

@@ -1,8 +1,11 @@
 """``BaseLM``: the one place every language-model call goes through.
 
-A subclass implements :meth:`BaseLM._generate` (one request to a backend). Everything else —
-caching, retries bookkeeping, history, usage, budgets, callbacks — lives here so that a
-provider LM, the in-process local LM and the scripted ``DummyLM`` behave alike.
+A custom LM written for DSPy overrides :meth:`BaseLM.forward` (and optionally ``aforward``) and
+returns an OpenAI-style response (``choices[i].message.content``, ``usage``, ``model``; an object
+or a dict). The library's own backends implement the private ``_generate`` (one request, an
+:class:`LMResponse`). Everything else — history, usage, budgets, callbacks, streaming — lives here
+so that a provider LM, the in-process local LM, a user's custom LM and ``DummyLM`` behave alike.
+Replies are cached only by the library's LMs (``LM`` and the local LM), as in DSPy.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..callbacks import with_callbacks
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LMError
 from ..settings import settings
 from .cache import cache_key, get_cache, strip_secrets
 from .usage import Usage
@@ -43,6 +46,19 @@ class LMResponse:
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    # An OpenAI-shaped view, so code written against DSPy's ``lm.forward(...)`` can read it.
+    @property
+    def choices(self) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(index=i, message=SimpleNamespace(role="assistant", content=text),
+                                finish_reason="stop") for i, text in enumerate(self.outputs)]
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
 
 @dataclass
 class _CallPlan:
@@ -50,6 +66,7 @@ class _CallPlan:
 
     key: str
     use_cache: bool
+    prompt: str | None = None
     journal: Any = None
     cached: LMResponse | None = None
     budgets: list[Any] = field(default_factory=list)
@@ -69,15 +86,19 @@ class BaseLM:
     """Base class of every LM. Call it with a prompt or messages; it returns a list of strings."""
 
     _callback_kind = "lm"
+    # Whether replies are cached when ``cache`` is not given: only the library's own LMs cache
+    # (``LM`` sets it); a custom LM is called every time unless it passes ``cache=True`` to a
+    # ``_generate`` backend. A subclass that overrides ``forward`` is never cached, as in DSPy.
+    _cache_by_default = False
 
     def __init__(self, model: str, model_type: str = "chat", temperature: float | None = None,
-                 max_tokens: int | None = None, cache: bool = True, num_retries: int = 3,
+                 max_tokens: int | None = None, cache: bool | None = None, num_retries: int = 3,
                  callbacks: list[Any] | None = None, budget: Any = None, **kwargs: Any) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError("LM(model=...) needs a model name such as 'openai/gpt-4o-mini' or 'local/embedded'.")
         self.model = model
         self.model_type = model_type
-        self.cache = cache
+        self.cache = type(self)._cache_by_default if cache is None else bool(cache)
         self.num_retries = num_retries
         self.callbacks = list(callbacks or [])
         self.kwargs: dict[str, Any] = dict(kwargs)
@@ -96,7 +117,48 @@ class BaseLM:
 
     # ------------------------------------------------------------------------------------------
     def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement forward(prompt=None, messages=None, **kwargs); override it "
+            "to return an OpenAI-style response (choices[i].message.content, usage, model)."
+        )
+
+    @classmethod
+    def _overrides_forward(cls) -> bool:
+        return cls.forward is not BaseLM.forward
+
+    def _from_custom(self, raw: Any) -> LMResponse:
+        """An :class:`LMResponse` from what a custom ``forward`` returned (OpenAI-style object or dict)."""
+        if isinstance(raw, LMResponse):
+            return raw
+        choices = _get(raw, "choices")
+        if not isinstance(choices, (list, tuple)):
+            raise LMError(
+                f"{type(self).__name__}.forward returned {type(raw).__name__}, not an OpenAI-style response. Return "
+                "an object or dict with choices=[{'message': {'content': '...'}}], usage and model."
+            )
+        outputs = []
+        for choice in choices:
+            message = _get(choice, "message")
+            content = _get(message, "content") if message is not None else _get(choice, "text")
+            outputs.append("" if content is None else content)
+        usage = _get(raw, "usage") or {}
+        hidden = _get(raw, "_hidden_params") or {}
+        cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+        return LMResponse(outputs=outputs, prompt_tokens=_int(_get(usage, "prompt_tokens")),
+                          completion_tokens=_int(_get(usage, "completion_tokens")), cost=cost,
+                          model=str(_get(raw, "model") or self.model), extra={"raw": raw})
+
+    def _check_outputs(self, response: Any) -> LMResponse:
+        if not isinstance(response, LMResponse):
+            raise LMError(f"{type(self).__name__} returned {type(response).__name__}; a backend's _generate must return "
+                          "an LMResponse.")
+        for output in response.outputs:
+            if not isinstance(output, str):
+                raise LMError(
+                    f"{type(self).__name__} returned a {type(output).__name__} as a completion ({str(output)[:80]!r}); "
+                    "a reply must be text. Return choices[i].message.content as a string."
+                )
+        return response
 
     async def _agenerate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
         return await asyncio.to_thread(self._generate, messages, **kwargs)
@@ -118,7 +180,7 @@ class BaseLM:
         return active
 
     def _before(self, messages: list[dict[str, Any]], merged: dict[str, Any]) -> _CallPlan:
-        use_cache = bool(merged.pop("cache", self.cache))
+        use_cache = bool(merged.pop("cache", self.cache)) and not self._overrides_forward()
         journal = settings.get("call_journal")
         key = ""
         if use_cache or journal is not None:
@@ -141,6 +203,7 @@ class BaseLM:
 
     def _after(self, plan: _CallPlan, messages: list[dict[str, Any]], merged: dict[str, Any],
                response: LMResponse) -> list[str]:
+        response = self._check_outputs(response)
         cache_hit = plan.cached is not None
         if not cache_hit:
             if plan.use_cache:
@@ -157,16 +220,18 @@ class BaseLM:
             tracker.add(self.model, response.prompt_tokens, response.completion_tokens, cost, cache_hit)
         if not settings.get("disable_history"):
             entry = {
-                "uuid": uuid.uuid4().hex,
-                "timestamp": datetime.datetime.now().isoformat(),
-                "model": self.model,
-                "model_type": self.model_type,
+                "prompt": plan.prompt,
                 "messages": messages,
                 "kwargs": strip_secrets(merged),
+                "response": response.extra.get("raw", response) if isinstance(response.extra, dict) else response,
                 "outputs": list(response.outputs),
-                "usage": {"prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
-                          "total_tokens": response.prompt_tokens + response.completion_tokens},
+                "usage": response.usage,
                 "cost": cost,
+                "timestamp": datetime.datetime.now().isoformat(),
+                "uuid": str(uuid.uuid4()),
+                "model": self.model,
+                "response_model": response.model or self.model,
+                "model_type": self.model_type,
                 "cache_hit": cache_hit,
                 "tags": dict(settings.get("history_tags") or {}),
             }
@@ -176,54 +241,85 @@ class BaseLM:
                 GLOBAL_HISTORY.append(entry)
         return list(response.outputs)
 
-    def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
-                **kwargs: Any) -> LMResponse:
-        """One request, through the cache. Returns the raw :class:`LMResponse`."""
-        messages, merged = self._request(prompt, messages, kwargs)
-        plan = self._before(messages, merged)
+    def _complete(self, prompt: str | None, messages: list[dict[str, Any]] | None,
+                  kwargs: dict[str, Any]) -> tuple[LMResponse, list[str]]:
+        request, merged = self._request(prompt, messages, kwargs)
+        plan = self._before(request, merged)
+        plan.prompt = prompt
         if plan.cached is not None:
-            self._after(plan, messages, merged, plan.cached)
-            return plan.cached
+            _publish_if_streaming(self, plan.cached)
+            return plan.cached, self._after(plan, request, merged, plan.cached)
         try:
-            response = self._generate(messages, **merged)
+            if self._overrides_forward():
+                call_kwargs = {k: v for k, v in kwargs.items() if k != "cache"}
+                response = self._check_outputs(self._from_custom(self.forward(prompt=prompt, messages=messages,
+                                                                              **call_kwargs)))
+                _publish_if_streaming(self, response)
+            else:
+                response = self._check_outputs(self._generate_or_stream(request, merged))
         except BaseException:
             plan.release()
             raise
-        self._after(plan, messages, merged, response)
-        return response
+        return response, self._after(plan, request, merged, response)
+
+    async def _acomplete(self, prompt: str | None, messages: list[dict[str, Any]] | None,
+                         kwargs: dict[str, Any]) -> tuple[LMResponse, list[str]]:
+        request, merged = self._request(prompt, messages, kwargs)
+        plan = self._before(request, merged)
+        plan.prompt = prompt
+        if plan.cached is not None:
+            _publish_if_streaming(self, plan.cached)
+            return plan.cached, self._after(plan, request, merged, plan.cached)
+        try:
+            cls = type(self)
+            call_kwargs = {k: v for k, v in kwargs.items() if k != "cache"}
+            if cls.aforward is not BaseLM.aforward:
+                raw = await self.aforward(prompt=prompt, messages=messages, **call_kwargs)
+                response = self._from_custom(raw)
+                _publish_if_streaming(self, response)
+            elif self._overrides_forward():
+                raw = await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **call_kwargs)
+                response = self._from_custom(raw)
+                _publish_if_streaming(self, response)
+            elif _active_stream() is not None:
+                response = await asyncio.to_thread(self._generate_or_stream, request, merged)
+            else:
+                response = await self._agenerate(request, **merged)
+            response = self._check_outputs(response)
+        except BaseException:
+            plan.release()
+            raise
+        return response, self._after(plan, request, merged, response)
+
+    def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                **kwargs: Any) -> Any:
+        """One request (through the cache for the library's LMs); returns the response.
+
+        Override it in a custom LM to return an OpenAI-style response; the library's own response
+        (:class:`LMResponse`) offers the same ``choices``/``usage``/``model`` view.
+        """
+        return self._complete(prompt, messages, kwargs)[0]
+
+    async def aforward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                       **kwargs: Any) -> Any:
+        """The async :meth:`forward`; a custom LM may override it as well."""
+        return (await self._acomplete(prompt, messages, kwargs))[0]
 
     @with_callbacks
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
                  **kwargs: Any) -> list[str]:
-        messages, merged = self._request(prompt, messages, kwargs)
-        plan = self._before(messages, merged)
-        if plan.cached is not None:
-            _publish_if_streaming(self, plan.cached)
-            return self._after(plan, messages, merged, plan.cached)
-        try:
-            response = self._generate_or_stream(messages, merged)
-        except BaseException:
-            plan.release()
-            raise
-        return self._after(plan, messages, merged, response)
+        return self._complete(prompt, messages, kwargs)[1]
 
     @with_callbacks
     async def acall(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
                     **kwargs: Any) -> list[str]:
-        messages, merged = self._request(prompt, messages, kwargs)
-        plan = self._before(messages, merged)
-        if plan.cached is not None:
-            _publish_if_streaming(self, plan.cached)
-            return self._after(plan, messages, merged, plan.cached)
-        try:
-            if _active_stream() is not None:
-                response = await asyncio.to_thread(self._generate_or_stream, messages, merged)
-            else:
-                response = await self._agenerate(messages, **merged)
-        except BaseException:
-            plan.release()
-            raise
-        return self._after(plan, messages, merged, response)
+        return (await self._acomplete(prompt, messages, kwargs))[1]
+
+    def launch(self, launch_kwargs: dict[str, Any] | None = None) -> None:
+        """Start the model's server or load its weights; nothing to do for a remote model."""
+
+    def kill(self, launch_kwargs: dict[str, Any] | None = None) -> None:
+        """Stop what :meth:`launch` started; nothing to do for a remote model."""
 
     # --- streaming -------------------------------------------------------------------------------
     def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> Generator[str, None, LMResponse | None]:
@@ -285,8 +381,9 @@ class BaseLM:
                 new.kwargs[key] = value
         return new
 
-    def inspect_history(self, n: int = 1) -> str:
-        return inspect_history(n, history=list(self.history))
+    def inspect_history(self, n: int = 1) -> None:
+        """Print this LM's last ``n`` calls (messages and replies)."""
+        inspect_history(n, history=list(self.history))
 
     def dump_state(self) -> dict[str, Any]:
         """Settings of this LM without credentials (safe to save)."""
@@ -344,18 +441,40 @@ def _publish_if_streaming(lm: BaseLM, response: LMResponse) -> None:
         _publish_whole(sink, lm, response)
 
 
-def inspect_history(n: int = 1, history: list[dict[str, Any]] | None = None, file: Any = None) -> str:
-    """Show the last ``n`` LM calls (messages and replies); returns the text and writes it to stdout."""
-    entries = list(GLOBAL_HISTORY if history is None else history)[-n:]
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def format_history(n: int = 1, history: list[dict[str, Any]] | None = None) -> str:
+    """The last ``n`` LM calls (messages and replies) as readable text (the global history by default)."""
+    entries = list(GLOBAL_HISTORY if history is None else history)[-n:] if n > 0 else []
     parts: list[str] = []
     for entry in entries:
         parts.append(f"[{entry['timestamp']}] {entry['model']}{' (cached)' if entry.get('cache_hit') else ''}")
-        for message in entry["messages"]:
+        for message in entry.get("messages") or [{"role": "user", "content": entry.get("prompt") or ""}]:
             parts.append(f"--- {message.get('role', 'user')} ---\n{message.get('content', '')}")
         for i, output in enumerate(entry["outputs"]):
             label = "reply" if len(entry["outputs"]) == 1 else f"reply {i + 1}"
             parts.append(f"--- {label} ---\n{output}")
         parts.append("")
-    text = "\n".join(parts)
-    (file or sys.stdout).write(text + "\n")
-    return text
+    return "\n".join(parts)
+
+
+def inspect_history(n: int = 1, history: list[dict[str, Any]] | None = None) -> None:
+    """Print the last ``n`` LM calls (the global history by default), as DSPy's ``inspect_history`` does.
+
+    This display function is the one place the library writes to stdout; use :func:`format_history`
+    for the text.
+    """
+    sys.stdout.write(format_history(n, history) + "\n")

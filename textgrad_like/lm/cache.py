@@ -33,7 +33,8 @@ def strip_secrets(kwargs: dict[str, Any]) -> dict[str, Any]:
 def cache_key(request: dict[str, Any]) -> str:
     clean = {k: v for k, v in strip_secrets(request).items() if k not in NON_SEMANTIC_KEYS}
     blob = json.dumps(clean, sort_keys=True, default=_json_default, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in an input ("\udcff") still hashes instead of raising
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _json_default(value: Any) -> Any:
@@ -139,10 +140,13 @@ def get_cache() -> Cache:
     return _DEFAULT_CACHE
 
 
-def configure_cache(enable_memory: bool = True, enable_disk: bool = True, disk_dir: str | None = None,
+def configure_cache(enable_disk_cache: bool | None = True, enable_memory_cache: bool | None = True,
+                    disk_cache_dir: str | None = None, disk_size_limit_bytes: int | None = 2**31,
                     memory_max_entries: int = 100_000) -> Cache:
-    """Replace the process-wide cache, e.g. to move it or switch the disk level off."""
+    """Replace the process-wide cache (DSPy's arguments), e.g. to move it or switch a level off."""
     global _DEFAULT_CACHE
     with _DEFAULT_LOCK:
-        _DEFAULT_CACHE = Cache(enable_memory, enable_disk, disk_dir, memory_max_entries)
+        _DEFAULT_CACHE = Cache(enable_memory=bool(enable_memory_cache), enable_disk=bool(enable_disk_cache),
+                               disk_dir=disk_cache_dir, memory_max_entries=memory_max_entries,
+                               disk_size_limit_bytes=disk_size_limit_bytes or 2**31)
     return _DEFAULT_CACHE

@@ -38,6 +38,8 @@ class LM(BaseLM):
     servers (vLLM, SGLang, Ollama, llama.cpp) use ``LM("openai/<model>", api_base=...)``.
     """
 
+    _cache_by_default = True
+
     def __new__(cls, model: str = "", *args: Any, **kwargs: Any) -> Any:
         if cls is LM and isinstance(model, str) and model.startswith("local/"):
             from .local import LocalLM
@@ -46,7 +48,7 @@ class LM(BaseLM):
         return super().__new__(cls)
 
     def __init__(self, model: str, model_type: str = "chat", temperature: float | None = None,
-                 max_tokens: int | None = None, cache: bool = True, num_retries: int = 3,
+                 max_tokens: int | None = None, cache: bool | None = None, num_retries: int = 3,
                  callbacks: list[Any] | None = None, budget: Any = None, **kwargs: Any) -> None:
         super().__init__(model, model_type=model_type, temperature=temperature, max_tokens=max_tokens,
                          cache=cache, num_retries=num_retries, callbacks=callbacks, budget=budget, **kwargs)

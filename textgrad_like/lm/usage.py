@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,25 +119,87 @@ def budget(max_calls: int | None = None, max_tokens: int | None = None,
 
 
 class UsageTracker:
-    """Collects usage per LM name for ``track_usage=True`` (one tracker per top-level call)."""
+    """Token usage per LM name, in DSPy's shape (``track_usage()`` and ``Prediction.get_lm_usage()``).
+
+    ``usage_data`` maps an LM name to the usage dict of each paid call; cache hits cost nothing
+    and are not recorded. ``get_total_tokens()`` sums them per LM (nested dicts key by key).
+    """
 
     def __init__(self) -> None:
-        self._by_lm: dict[str, Usage] = {}
+        self.usage_data: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self._lock = threading.Lock()
+
+    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
+        """Record one call's usage dict (``prompt_tokens``, ``completion_tokens``, ...) for ``lm``."""
+        if usage_entry:
+            flat = {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in dict(usage_entry).items()}
+            with self._lock:
+                self.usage_data[lm].append(flat)
 
     def add(self, lm_name: str, prompt_tokens: int, completion_tokens: int, cost: float | None,
             cache_hit: bool) -> None:
+        """The LM's own hook: one call's counts (cache hits are skipped)."""
+        if cache_hit:
+            return
+        entry: dict[str, Any] = {"prompt_tokens": int(prompt_tokens or 0),
+                                 "completion_tokens": int(completion_tokens or 0)}
+        entry["total_tokens"] = entry["prompt_tokens"] + entry["completion_tokens"]
+        if cost is not None:
+            entry["cost"] = float(cost)
+        self.add_usage(lm_name, entry)
+
+    def merge(self, other: UsageTracker) -> None:
+        """Take in every entry another tracker recorded (a nested ``track_usage`` block)."""
+        with other._lock:
+            items = [(lm, list(entries)) for lm, entries in other.usage_data.items()]
         with self._lock:
-            usage = self._by_lm.setdefault(lm_name, Usage())
-        usage.add(prompt_tokens, completion_tokens, cost, cache_hit)
+            for lm, entries in items:
+                self.usage_data[lm].extend(entries)
+
+    def get_total_tokens(self) -> dict[str, dict[str, Any]]:
+        """Usage summed per LM name: ``{"openai/gpt-4o-mini": {"prompt_tokens": ..., ...}}``."""
+        with self._lock:
+            items = [(lm, list(entries)) for lm, entries in self.usage_data.items()]
+        totals: dict[str, dict[str, Any]] = {}
+        for lm, entries in items:
+            total: dict[str, Any] = {}
+            for entry in entries:
+                total = _merge_usage(total, entry)
+            totals[lm] = total
+        return totals
 
     def totals(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {name: usage.to_dict() for name, usage in self._by_lm.items()}
+        return self.get_total_tokens()
+
+
+def _merge_usage(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+    if not a:
+        return dict(b or {})
+    if not b:
+        return dict(a)
+    out = dict(a)
+    for key, value in b.items():
+        current = out.get(key)
+        if isinstance(value, dict) or isinstance(current, dict):
+            out[key] = _merge_usage(current if isinstance(current, dict) else None,
+                                    value if isinstance(value, dict) else None)
+        elif value is not None or current is not None:
+            out[key] = (current or 0) + (value or 0)
+    return out
 
 
 @contextlib.contextmanager
 def track_usage() -> Iterator[UsageTracker]:
+    """Collect LM usage inside the block; a nested block's usage also counts for the enclosing one."""
     tracker = UsageTracker()
-    with settings.context(usage_tracker=tracker):
-        yield tracker
+    parent = settings.get("usage_tracker")
+    try:
+        with settings.context(usage_tracker=tracker):
+            yield tracker
+    finally:
+        if parent is not None and hasattr(parent, "merge") and isinstance(parent, UsageTracker):
+            parent.merge(tracker)
+        elif parent is not None and hasattr(parent, "add"):
+            for lm, entries in tracker.usage_data.items():
+                for e in entries:
+                    parent.add(lm, e.get("prompt_tokens", 0), e.get("completion_tokens", 0), e.get("cost"), False)

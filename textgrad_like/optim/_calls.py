@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BudgetExceeded
-from ..evaluate.evaluate import metric_value, score_example
+from ..evaluate.evaluate import score_example
 from ..parallel import ParallelExecutor, TaskError
 from ..primitives import Example
 from ..settings import settings
@@ -29,7 +29,7 @@ from ..settings import settings
 logger = logging.getLogger(__name__)
 
 __all__ = ["CallCounter", "EvalOutcome", "attach_best", "count_calls", "evaluate_program", "log_projection",
-           "metric_value", "progress", "run_tasks"]
+           "progress", "run_tasks"]
 
 
 # --- projections --------------------------------------------------------------------------------

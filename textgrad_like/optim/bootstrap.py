@@ -19,8 +19,9 @@ from ..errors import BudgetExceeded, OptimizerError
 from ..nn.graph import record
 from ..nn.parameter import Parameter
 from ..primitives import Example
+from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
-from ._calls import attach_best, count_calls, demo_to_dict, metric_value, progress, run_tasks
+from ._calls import attach_best, count_calls, demo_to_dict, progress, run_tasks
 from .labeled_fewshot import LabeledFewShot
 from .teleprompter import Teleprompter
 
@@ -185,10 +186,10 @@ class BootstrapFewShot(Teleprompter):
     def _accepts(self, example: Example, prediction: Any, trace: list[Any]) -> bool:
         if self.metric is None:
             return True
-        value = self.metric(example, prediction, trace)
+        score = read_metric(call_metric(self.metric, example, prediction, trace)).score
         if self.metric_threshold is not None:
-            return metric_value(value) >= self.metric_threshold
-        return metric_value(value) > 0
+            return score >= self.metric_threshold
+        return score > 0
 
     def _bootstrap_one(self, example: Example, round_idx: int = 0) -> tuple[bool, dict[str, list[Example]]]:
         teacher = self._teacher_for(example)

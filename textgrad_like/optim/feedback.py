@@ -18,28 +18,27 @@ also take its feedback from ``backward()`` (``GEPA(..., feedback_source="backwar
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MetricError
 from ..nn.graph import record
 from ..nn.parameter import Gradient
 from ..parallel import ParallelExecutor
 from ..primitives import Example, Prediction
+from ..primitives.metric import call_metric, read_metric
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Rollout",
-    "as_score_and_feedback",
     "call_metric",
     "format_reflective_records",
     "gradients_from_metric",
     "gradients_from_rollouts",
     "predictor_names_of",
+    "read_metric",
     "reflective_dataset_from_gradients",
     "run_rollouts",
 ]
@@ -48,51 +47,7 @@ Trace = list[tuple[Any, dict[str, Any], Any]]
 
 
 # --- metrics -------------------------------------------------------------------------------------
-def _positional_capacity(metric: Callable[..., Any]) -> int:
-    try:
-        sig = inspect.signature(metric)
-    except (TypeError, ValueError):
-        return 5
-    count = 0
-    for p in sig.parameters.values():
-        if p.kind == inspect.Parameter.VAR_POSITIONAL:
-            return 5
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
-
-
-def call_metric(metric: Callable[..., Any], gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None,
-                pred_trace: Any = None) -> Any:
-    """Call a metric with as many of GEPA's five arguments as it accepts (``gold, pred, trace,
-    pred_name, pred_trace``); a plain DSPy metric ``metric(gold, pred, trace=None)`` works too."""
-    n = _positional_capacity(metric)
-    args = (gold, pred, trace, pred_name, pred_trace)
-    try:
-        return metric(*args[: max(2, min(n, 5))])
-    except Exception as exc:
-        raise MetricError(f"The metric raised {type(exc).__name__}: {exc}. Make it handle this prediction.") from exc
-
-
-def as_score_and_feedback(value: Any) -> tuple[float, str | None]:
-    """Read a metric result: a number or bool, ``(score, feedback)``, a dict or ``Prediction(score=, feedback=)``."""
-    if isinstance(value, bool):
-        return (1.0 if value else 0.0), None
-    if isinstance(value, (int, float)):
-        return float(value), None
-    if isinstance(value, tuple) and len(value) == 2:
-        return float(value[0]), (None if value[1] is None else str(value[1]))
-    if isinstance(value, (Prediction, Example, dict)):
-        if "score" not in value:
-            raise MetricError("A metric returned a dict/Prediction without a `score`; return "
-                              "Prediction(score=..., feedback=...).")
-        feedback = value.get("feedback") if hasattr(value, "get") else None
-        return float(value["score"]), (None if feedback is None else str(feedback))
-    try:
-        return float(value), None
-    except (TypeError, ValueError):
-        raise MetricError(f"A metric returned {type(value).__name__}; return a number or "
-                          "Prediction(score=..., feedback=...).") from None
+# Metrics are called and read through the one protocol in primitives/metric.py (call_metric, read_metric).
 
 
 def _default_feedback(example: Any, prediction: Any, score: float) -> str:
@@ -149,7 +104,7 @@ def run_rollouts(program: Any, examples: Sequence[Any], metric: Callable[..., An
         value = call_metric(metric, example, prediction, trace, None, None)
         if on_metric_call is not None:
             on_metric_call()
-        score, feedback = as_score_and_feedback(value)
+        score, feedback = read_metric(value)
         return Rollout(index, example, prediction, trace, score, feedback, extra={"graph": graph})
 
     executor = ParallelExecutor(num_threads=num_threads, max_errors=len(examples) + 1, disable_progress_bar=True,
@@ -211,7 +166,7 @@ def gradients_from_rollouts(program: Any, rollouts: Iterable[Rollout], metric: C
             calls += 1
             if on_feedback_call is not None:
                 on_feedback_call()
-            score, feedback = as_score_and_feedback(value)
+            score, feedback = read_metric(value)
             if not feedback:
                 feedback = rollout.feedback or _default_feedback(rollout.example, rollout.prediction, score)
             _, inputs, outputs = pred_trace[-1]

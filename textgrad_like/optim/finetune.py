@@ -29,8 +29,9 @@ from ..nn.graph import record
 from ..nn.lora import LoRA
 from ..parallel import ParallelExecutor
 from ..primitives import Example
+from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
-from ._calls import metric_value, progress
+from ._calls import progress
 from .bootstrap import check_same_structure
 from .teleprompter import Teleprompter
 
@@ -253,7 +254,7 @@ class BootstrapFinetune(Teleprompter):
             trace = graph.trace()
             ok = True
             if metric is not None:
-                ok = metric_value(metric(example, prediction, trace)) > 0
+                ok = read_metric(call_metric(metric, example, prediction, trace)).score > 0
             steps = [(names.get(id(p)), dict(inputs), dict(out.items()) if hasattr(out, "items") else {})
                      for p, inputs, out in trace]
             return {"example": example, "accepted": ok, "trace": steps}

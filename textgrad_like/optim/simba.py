@@ -33,8 +33,9 @@ from ..errors import AdapterParseError, LMError, OptimizerError
 from ..nn.graph import no_grad, record
 from ..parallel import ParallelExecutor
 from ..primitives import Example
+from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
-from .feedback import as_score_and_feedback, call_metric, predictor_names_of
+from .feedback import predictor_names_of
 from .teleprompter import Teleprompter
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class SIMBA(Teleprompter):
     # --- helpers ---------------------------------------------------------------------------------------
     def _score(self, example: Any, prediction: Any, trace: Any) -> tuple[float, str | None]:
         value = call_metric(self.metric, example, prediction, trace, None, None)
-        return as_score_and_feedback(value)
+        return read_metric(value)
 
     def _run(self, jobs: list[tuple[int, int, Any]], trainset: Sequence[Any]) -> list[_Trajectory]:
         """Run ``(example index, program index, program)`` jobs in parallel; failures score 0."""

@@ -7,12 +7,11 @@ from typing import Any
 
 from ..errors import InputError
 from ..primitives import Completions, Example, Prediction
+from ..primitives.text import normalize_text
 
 
 def default_normalize(text: Any) -> str | None:
     """Normalized text for voting; ``None`` (ignored in the vote) when nothing is left."""
-    from ..evaluate.metrics import normalize_text
-
     return normalize_text(str(text)) or None
 
 
