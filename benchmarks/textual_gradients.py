@@ -2,8 +2,9 @@
 
     python benchmarks/textual_gradients.py [--steps 8] [--val-size 20] [--plot runs/tgd.png]
 
-Prints the validation accuracy of the starting instruction, the best after N steps, and the LM
-calls spent (forward, backward and step calls together).
+Prints the validation accuracy of the starting instruction, the best after N steps, the LM
+calls spent (forward, backward and step calls together) and the LM calls per ``loss.backward()``
+(one per predictor node the loss reaches: here one per example of the batch).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def main() -> None:
     print(f"  validation accuracy before: {result['before']:.1f}%")
     print(f"  validation accuracy after:  {result['after']:.1f}%")
     print(f"  LM calls: {result['lm_calls']}, wall time: {time.perf_counter() - start:.0f} s")
+    per_backward = result["backward_calls"]
+    if per_backward:
+        print(f"  LM calls per loss.backward() (batch of {result['batch_size']}): "
+              f"{sum(per_backward) / len(per_backward):.1f} (min {min(per_backward)}, max {max(per_backward)})")
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     result["history"].plot(args.plot, x="lm_calls")
     print(f"  curve: {args.plot}")

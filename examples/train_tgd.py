@@ -50,6 +50,7 @@ def train(lm: Any, steps: int = 8, batch_size: int = 4, val_size: int = 20, num_
     evaluate = tl.Evaluate(devset=task.dev[:val_size], metric=task.metric, num_threads=num_threads)
     history = RunHistory()
     calls = lambda: lm.usage.calls  # noqa: E731
+    backward_calls: list[int] = []
 
     best = evaluate(model).score
     first = best
@@ -60,7 +61,9 @@ def train(lm: Any, steps: int = 8, batch_size: int = 4, val_size: int = 20, num_
         model.train()
         preds = model.batch(batch, num_threads=num_threads, disable_progress_bar=True)
         loss = loss_fn(preds, batch)
+        before = calls()
         loss.backward()
+        backward_calls.append(calls() - before)  # one LM call per predictor node reached, whatever the losses
         opt.step()
         opt.zero_grad()
         score = evaluate(model).score
@@ -71,7 +74,8 @@ def train(lm: Any, steps: int = 8, batch_size: int = 4, val_size: int = 20, num_
         history.record(score, step=step, lm_calls=calls(), loss=loss.value, kept=best)
         logging.getLogger(__name__).info("step %d: loss %.3f, val %.1f, best %.1f", step, loss.value, score, best)
     model.load_state_dict(best_state)
-    return {"model": model, "before": first, "after": best, "history": history, "lm_calls": calls()}
+    return {"model": model, "before": first, "after": best, "history": history, "lm_calls": calls(),
+            "backward_calls": backward_calls, "batch_size": batch_size}
 
 
 def main() -> None:

@@ -11,7 +11,10 @@ from typing import Any
 
 
 class FakeOpenAI:
-    def __init__(self, reply: Any = None) -> None:
+    def __init__(self, reply: Any = None, error: Any = None) -> None:
+        """``error(body, headers)`` may return ``(status, json_body)`` to fail a request (e.g. a 401
+        whose body echoes the key, as a hostile or careless server would)."""
+        self.error = error
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.reply = reply or (lambda body, i: f"reply {i} to: {body['messages'][-1]['content'][:40]}")
@@ -26,6 +29,16 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 outer.requests.append(body)
                 outer.headers.append(dict(self.headers))
+                failure = outer.error(body, dict(self.headers)) if outer.error else None
+                if failure is not None:
+                    status, payload = failure
+                    raw = json.dumps(payload).encode()
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
                 n = int(body.get("n") or 1)
                 choices = [{"index": i, "finish_reason": "stop",
                             "message": {"role": "assistant", "content": outer.reply(body, i)}} for i in range(n)]

@@ -9,7 +9,14 @@ import pytest
 
 import textgrad_like as dspy
 from textgrad_like.adapters import ChatAdapter
-from textgrad_like.callbacks import ACTIVE_CALL_ID, BaseCallback, active_calls, with_callbacks, wrap_methods
+from textgrad_like.callbacks import (
+    ACTIVE_CALL_ID,
+    BaseCallback,
+    active_calls,
+    flat_inputs,
+    with_callbacks,
+    wrap_methods,
+)
 from textgrad_like.utils import DummyLM
 
 
@@ -96,13 +103,14 @@ def test_two_module_program_order_and_arguments():
     assert rec.hooks(skip_parse=True) == ["module_start", *PER_PREDICT, *PER_PREDICT, "module_end"]
     calls = [c for c in rec.calls if not c["hook"].startswith("parse")]
 
-    # the outer module: its instance and its inputs by name
+    # the outer module: its instance and its inputs, in DSPy's shape (the arguments of __call__)
     assert calls[0]["instance"] is program
-    assert calls[0]["inputs"] == {"question": "2+2?"}
+    assert calls[0]["inputs"] == {"args": (), "kwargs": {"question": "2+2?"}}
+    assert flat_inputs(calls[0]["inputs"]) == {"question": "2+2?"}
     assert calls[0]["parent"] is None
     # first predictor, its adapter and LM calls nest under the outer call
     assert calls[1]["instance"] is program.draft
-    assert calls[1]["inputs"] == {"question": "2+2?"}
+    assert flat_inputs(calls[1]["inputs"]) == {"question": "2+2?"}
     assert calls[1]["parent"] == calls[0]["call_id"]
     assert isinstance(calls[2]["instance"], ChatAdapter)
     assert calls[2]["inputs"]["inputs"] == {"question": "2+2?"}
@@ -116,7 +124,7 @@ def test_two_module_program_order_and_arguments():
     assert calls[6]["outputs"].draft == "about four"
     # second predictor gets the draft
     assert calls[7]["instance"] is program.final
-    assert calls[7]["inputs"] == {"question": "2+2?", "draft": "about four"}
+    assert calls[7]["inputs"]["kwargs"] == {"question": "2+2?", "draft": "about four"}
     # the outer end has the final prediction; every start pairs with an end of the same id
     assert calls[-1]["outputs"] is result
     starts = [c["call_id"] for c in rec.calls if c["hook"].endswith("_start")]
@@ -282,3 +290,26 @@ def test_utils_reexports():
     from textgrad_like.utils.callback import BaseCallback as FromCallbackModule
 
     assert FromUtils is BaseCallback and FromCallbackModule is BaseCallback
+
+
+def test_hook_inputs_have_dspys_shape_for_tools_and_modules():
+    """DSPy passes a start hook the decorated method's arguments as bound (``inspect.getcallargs``):
+    ``Tool.__call__(**kwargs)`` gives ``{"kwargs": {...}}``, ``Module.__call__`` ``{"args": (), "kwargs": {...}}``."""
+
+    def add(x: int, y: int) -> int:
+        """Add two numbers."""
+        return x + y
+
+    rec = Recorder()
+    dspy.configure(callbacks=[rec], lm=DummyLM([{"answer": "4"}]))
+    tool = dspy.Tool(add)
+    assert tool(x=1, y=2) == 3
+    assert rec.calls[0]["hook"] == "tool_start" and rec.calls[0]["instance"] is tool
+    assert rec.calls[0]["inputs"] == {"kwargs": {"x": 1, "y": 2}}
+    assert rec.calls[1]["outputs"] == 3 and rec.calls[1]["exception"] is None
+
+    rec.calls.clear()
+    dspy.Predict("question -> answer")(question="hi")
+    assert rec.calls[0]["inputs"] == {"args": (), "kwargs": {"question": "hi"}}
+    lm_start = next(c for c in rec.calls if c["hook"] == "lm_start")
+    assert {"prompt", "messages", "kwargs"} <= set(lm_start["inputs"])

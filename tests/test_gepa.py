@@ -316,3 +316,24 @@ def test_gepa_package_engine_runs_the_same_search() -> None:
     d = out.detailed_results
     assert max(d.val_aggregate_scores) > 0
     assert d.total_metric_calls == metric.scoring
+
+
+def test_detailed_results_have_dspys_attribute_names_and_shapes() -> None:
+    from textgrad_like.teleprompt.gepa.gepa import DspyGEPAResult
+
+    _, optimized = run_gepa(RuleLM(), max_metric_calls=60)
+    d = optimized.detailed_results
+    assert isinstance(d, DspyGEPAResult)
+    for name in ("candidates", "parents", "val_aggregate_scores", "val_subscores", "per_val_instance_best_candidates",
+                 "discovery_eval_counts", "best_outputs_valset", "total_metric_calls", "num_full_val_evals", "log_dir",
+                 "seed", "val_aggregate_subscores", "per_objective_best_candidates", "objective_pareto_front",
+                 "best_idx", "best_candidate", "highest_score_achieved_per_val_task"):
+        assert hasattr(d, name), name
+    # DSPy keys the per-instance data by validation index: a dict per candidate, a dict of sets
+    assert all(isinstance(s, dict) and sorted(s) == list(range(8)) for s in d.val_subscores)
+    assert sorted(d.per_val_instance_best_candidates) == list(range(8))
+    assert all(isinstance(v, set) for v in d.per_val_instance_best_candidates.values())
+    best = d.highest_score_achieved_per_val_task
+    assert sorted(best) == list(range(8))
+    assert all(best[j] == max(s[j] for s in d.val_subscores) for j in best)
+    assert d.best_candidate is d.candidates[d.best_idx]

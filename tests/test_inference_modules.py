@@ -186,7 +186,7 @@ def test_parallel_runs_pairs_of_every_example_kind_in_order() -> None:
 def test_parallel_returns_failed_examples_and_stops_past_max_errors() -> None:
     settings.configure(lm=keyed_lm())
     qa = Predict("question -> answer")
-    bad = {"nope": 1}
+    bad = {"new_signature": "q -> a"}  # refused with an InputError (unknown inputs only warn, as in DSPy)
     parallel = Parallel(num_threads=2, max_errors=5, return_failed_examples=True, disable_progress_bar=True)
     results, failed, errors = parallel([(qa, {"question": "alpha"}), (qa, bad)])
     assert results[0].answer == "A" and results[1] is None

@@ -51,9 +51,9 @@ def test_gradient_reaches_variable_through_two_llm_calls():
     assert draft.grad and "42" in draft.grad[0].feedback
     assert expanded.grad and "never states the number" in expanded.grad[0].feedback  # middle output
     assert summary.grad and "misses the number" in summary.grad[0].feedback
-    # the middle node's output feedback was chained from the last node's input feedback
-    first_node = expanded.graph.nodes[0]
-    assert any("never states the number" in f for f in first_node.output_feedback)
+    # the middle node's output feedback was chained from the last node's input feedback (the scratch of the
+    # walk lives in the backward call; the gradient's context keeps what reached the node)
+    assert not hasattr(expanded.graph.nodes[0], "output_feedback")
     assert "never states the number" in str(draft.grad[0].context["downstream_feedback"])
 
 
@@ -115,7 +115,7 @@ def test_repeated_losses_do_not_pile_up_evaluation_nodes():
     seed = Variable("seed")
     answer = llm_call(seed, lm=lm)
     loss_fn = TextLoss("Evaluate.", lm=lm)
-    loss_fn(answer).backward(backward_lm=lm)
+    loss_fn(answer).backward(backward_lm=lm, retain_graph=True)  # the producer is walked again below
     second = loss_fn(answer)
     assert [n.name for n in second.items[0].graph.nodes][-1] == "TextLoss"
     assert len(second.items[0].graph) == 2  # the producer + this evaluation only
@@ -192,7 +192,7 @@ def test_tgd_unparseable_reply_leaves_value_unchanged_and_logs(caplog):
         opt.step()
     assert answer.value == "draft"
     assert any("unchanged" in r.getMessage() for r in caplog.records)
-    assert opt.state[id(answer)]["last_error"]
+    assert opt.state[answer]["last_error"]
 
 
 def test_refinement_loop_with_scripted_lm():

@@ -16,7 +16,7 @@ from textgrad_like.errors import ConfigurationError, ModelLoadError
 from textgrad_like.lm import LM
 from textgrad_like.lm.embedded import find_embedded_gguf
 from textgrad_like.lm.local import LocalLM
-from textgrad_like.lm.local_backend import DynamicBatcher, GenerationRow
+from textgrad_like.lm.batching import GenerationRow
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_constrained import build_tiny_model_dir  # noqa: E402  (the shared tiny-model builder)
@@ -113,7 +113,7 @@ def test_concurrent_calls_are_batched_and_match_sequential(tiny):
     prompts = [f"prompt number {i}" for i in range(6)]
     sequential = [tiny(p, max_tokens=6, cache=False)[0] for p in prompts]
     batcher = tiny.backend.batcher
-    before = len(batcher.batch_sizes)
+    before = batcher.stats["rows"]
     results: dict[int, str] = {}
 
     def call(i: int) -> None:
@@ -125,36 +125,47 @@ def test_concurrent_calls_are_batched_and_match_sequential(tiny):
     for t in threads:
         t.join()
     assert [results[i] for i in range(len(prompts))] == sequential
-    runs = batcher.batch_sizes[before:]
-    assert sum(runs) == len(prompts) and max(runs) > 1
+    assert batcher.stats["rows"] - before == len(prompts) and batcher.stats["max_active"] > 1
 
 
-def test_dynamic_batcher_gathers_and_reports_errors():
-    seen: list[int] = []
+def test_local_lm_has_a_docstring_and_lm_does_not_import_local():
+    assert LocalLM.__doc__ and "in-process" in LocalLM.__doc__
+    code = "import sys, textgrad_like.lm.lm; print('textgrad_like.lm.local' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.split() == ["False"]
 
-    def run(rows: list[GenerationRow]) -> None:
-        seen.append(len(rows))
-        time.sleep(0.05)
-        for row in rows:
-            if row.prompt_ids == [99]:
-                raise RuntimeError("boom")
-            row.text = str(row.prompt_ids[0])
 
-    batcher = DynamicBatcher(run, max_batch_size=4, wait_ms=30)
-    out: dict[int, str] = {}
-    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, batcher.submit(
-        [GenerationRow([i], 1)])[0].text)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert out == {i: str(i) for i in range(8)}
-    assert sum(seen) == 8 and max(seen) <= 4 and len(seen) < 8
-    with pytest.raises(RuntimeError, match="boom"):
-        batcher.submit([GenerationRow([99], 1)])
-    assert batcher.submit([GenerationRow([5], 1)])[0].text == "5"  # still serving after a failure
+def test_registered_backend_prefix(tiny_dir):
+    from textgrad_like.lm.lm import _LM_BACKENDS, lm_backend_for, register_lm_backend
+
+    class Mine(LocalLM):
+        """A LocalLM under another prefix."""
+
+    register_lm_backend("mine-test/", Mine)
+    try:
+        assert lm_backend_for("mine-test/x") is Mine and lm_backend_for("openai/gpt-4o") is None
+        assert lm_backend_for("local/embedded") is LocalLM
+    finally:
+        _LM_BACKENDS.pop("mine-test/", None)
     with pytest.raises(ConfigurationError):
-        DynamicBatcher(run, max_batch_size=0)
+        register_lm_backend("x/", object)
+
+
+def test_backend_key_includes_batching_settings(tiny_dir):
+    a = LM(f"local/{tiny_dir}", max_batch_size=4, batch_wait_ms=0)
+    b = LM(f"local/{tiny_dir}", max_batch_size=8, batch_wait_ms=5)
+    c = LM(f"local/{tiny_dir}", max_batch_size=4, batch_wait_ms=0)
+    assert a.backend is c.backend and a.backend is not b.backend
+    assert b.backend.batcher.max_batch_size == 8 and b.backend.batcher.wait_s == 0.005
+    assert a.backend.model is b.backend.model  # the weights are loaded once
+
+
+def test_batch_history_is_bounded(tiny):
+    from textgrad_like.lm.batching import STATS_HISTORY
+
+    batcher = tiny.backend.batcher
+    assert batcher.batch_sizes.maxlen == STATS_HISTORY
 
 
 # -- the real embedded model ----------------------------------------------------------------------------
@@ -190,30 +201,33 @@ def test_embedded_batching_matches_sequential(embedded_lm):
 
 
 @pytest.mark.integration
-def test_gguf_tokenizer_is_converted_once_and_read_back(tmp_path, monkeypatch):
+def test_damaged_weights_cache_is_rebuilt(tmp_path, monkeypatch):
+    """The first load converts the GGUF file and stores the weights; a damaged entry is rebuilt."""
     import transformers
 
-    from textgrad_like.lm.embedded import EMBEDDED_NAME
-    from textgrad_like.lm.local_backend import _load_tokenizer, gguf_tokenizer_cache_dir, resolve_source
+    from textgrad_like.lm import local_backend
+    from textgrad_like.lm.loading import WEIGHTS_FILE, converted_weights_dir, resolve_source
 
     monkeypatch.setenv("TEXTGRAD_LIKE_CACHEDIR", str(tmp_path))
-    source = resolve_source(EMBEDDED_NAME)
-    common = {"local_files_only": True, "gguf_file": source.gguf_file}
-    folder = gguf_tokenizer_cache_dir(os.path.join(source.path, source.gguf_file), transformers.__version__)
+    source = resolve_source("embedded")
+    folder = converted_weights_dir(os.path.join(source.path, source.gguf_file), transformers.__version__)
     assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)
-    converted = _load_tokenizer(transformers, source, common)
-    assert os.path.isfile(os.path.join(folder, "tokenizer_config.json"))
-    start = time.perf_counter()
-    cached = _load_tokenizer(transformers, source, common)
-    assert time.perf_counter() - start < 3.0  # read back, not converted again (about 8 s)
-    messages = [{"role": "user", "content": "Héllo <b>there</b>, 12 + 30 = ?"}]
-    assert (cached.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            == converted.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-    assert cached("Héllo <b>there</b> 🙂")["input_ids"] == converted("Héllo <b>there</b> 🙂")["input_ids"]
-    assert (cached.eos_token, cached.pad_token) == (converted.eos_token, converted.pad_token)
-    # a damaged entry is converted again and replaced
-    with open(os.path.join(folder, "tokenizer.json"), "w") as fh:
-        fh.write("{not json")
-    repaired = _load_tokenizer(transformers, source, common)
-    assert repaired("abc")["input_ids"] == converted("abc")["input_ids"]
-    assert _load_tokenizer(transformers, source, common)("abc")["input_ids"] == converted("abc")["input_ids"]
+    prompt = "Name a color."
+
+    def fresh_call() -> tuple[bool, str]:
+        local_backend.unload(source)
+        lm = LM("local/embedded", dtype="float32", temperature=0.0, max_tokens=8, cache=False)
+        return lm.backend.loaded.from_cache, lm(prompt)[0]
+
+    first = fresh_call()
+    assert first[0] is False and os.path.isfile(os.path.join(folder, WEIGHTS_FILE))
+    started = time.perf_counter()
+    warm = fresh_call()
+    assert warm == (True, first[1]) and time.perf_counter() - started < 30
+    with open(os.path.join(folder, WEIGHTS_FILE), "r+b") as fh:  # damage the weights in place
+        fh.seek(os.path.getsize(os.path.join(folder, WEIGHTS_FILE)) // 2)
+        fh.write(os.urandom(4096))
+    rebuilt = fresh_call()
+    assert rebuilt == (False, first[1])
+    assert fresh_call() == (True, first[1])
+    local_backend.unload(source)

@@ -118,8 +118,6 @@ def test_missing_target_modules_is_a_configuration_error(tiny_lm):
 def test_save_load_round_trip_is_bit_exact(tiny_lm, tmp_path):
     import torch
 
-    from textgrad_like.nn import lora as lora_module
-
     program = _program(tiny_lm, seed=1)
     _perturb(program.predict.lora, seed=1)
     path = tmp_path / "program.json"
@@ -130,8 +128,7 @@ def test_save_load_round_trip_is_bit_exact(tiny_lm, tmp_path):
 
     other = _program(tiny_lm, seed=2)
     assert other.predict.lora.digest() != program.predict.lora.digest()
-    lora_module._snapshots.clear()  # force the read from the .safetensors file
-    other.load(path)
+    other.load(path)  # reads the .safetensors file
     for a, b in zip(other.predict.lora.tensors(), program.predict.lora.tensors(), strict=True):
         assert torch.equal(a, b)
     assert other.predict.lora.digest() == saved["sha256"]
@@ -145,14 +142,12 @@ def test_save_load_round_trip_is_bit_exact(tiny_lm, tmp_path):
 
 
 def test_load_detects_changed_or_mismatching_weights(tiny_lm, tmp_path):
-    from textgrad_like.nn import lora as lora_module
     from textgrad_like.nn.lora import LoRA
 
     program = _program(tiny_lm, seed=4)
     _perturb(program.predict.lora, seed=4)
     path = tmp_path / "p.json"
     program.save(path)
-    lora_module._snapshots.clear()
     file = tmp_path / json.loads(path.read_text())["state_dict"]["predict.lora"]["file"]
     other = _program(tiny_lm, seed=5)
     _perturb(other.predict.lora, seed=6)
@@ -165,6 +160,55 @@ def test_load_detects_changed_or_mismatching_weights(tiny_lm, tmp_path):
     LoRA(tiny_lm, r=2).attach(wrong_rank.predict)
     with pytest.raises(StateDictError, match="r"):
         wrong_rank.load(path)
+
+
+def test_keep_best_after_50_snapshots_restores_bit_exactly(tiny_lm):
+    import torch
+
+    from textgrad_like import nn
+
+    program = _program(tiny_lm, seed=20)
+    lora = program.predict.lora
+    assert all(isinstance(p, nn.Parameter) for p in program.parameters())  # LoRA is one kind of parameter
+    assert any(p is lora for p in program.parameters())
+    assert [id(t) for t in program.parameters(kind="lora")] == [id(t) for t in lora.tensors()]
+    snapshots, weights = [], []
+    for step in range(50):
+        _perturb(lora, scale=0.01, seed=100 + step)
+        snapshots.append(program.state_dict())
+        weights.append([t.detach().clone() for t in lora.tensors()])
+    best = 7
+    for step in range(20):  # more training after the keep-best snapshot
+        _perturb(lora, scale=0.01, seed=500 + step)
+        program.state_dict()
+    program.load_state_dict(snapshots[best])
+    assert all(torch.equal(a, b) for a, b in zip(lora.tensors(), weights[best], strict=True))
+    program.load_state_dict(snapshots[0])
+    assert all(torch.equal(a, b) for a, b in zip(lora.tensors(), weights[0], strict=True))
+    assert isinstance(program.predict.lm("hi", cache=False)[0], str)  # the next forward still works
+
+
+def test_weights_that_are_not_available_fail_at_load_time(tiny_lm, tmp_path):
+    import torch
+
+    program = _program(tiny_lm, seed=21)
+    _perturb(program.predict.lora, seed=21)
+    as_json = json.loads(json.dumps(program.state_dict()))  # a JSON copy holds only the reference
+    other = _program(tiny_lm, seed=22)
+    _perturb(other.predict.lora, seed=22)
+    before = [t.detach().clone() for t in other.predict.lora.tensors()]
+    with pytest.raises(StateDictError, match="not in memory"):
+        other.load_state_dict(as_json)
+    path = tmp_path / "p.json"
+    program.save(path)
+    saved = json.loads(path.read_text())["state_dict"]["predict.lora"]
+    os.remove(tmp_path / saved["file"])
+    other.predict.instruction.value = "unchanged"
+    with pytest.raises(StateDictError, match="missing"):
+        other.load(path)
+    assert other.predict.instruction.value == "unchanged"  # nothing was loaded
+    assert all(torch.equal(a, b) for a, b in zip(other.predict.lora.tensors(), before, strict=True))
+    assert isinstance(other.predict.lm("hi", cache=False)[0], str)
 
 
 def test_adapters_on_one_model_do_not_mix(tiny_lm):

@@ -68,7 +68,7 @@ def test_save_and_load_json(tmp_path):
     m.save(path)
     data = json.loads(path.read_text())
     assert data["format"].startswith("textgrad_like.program")
-    assert "python" in data["metadata"]["versions"] and "drafts[1]" in data["signatures"]
+    assert "python" in data["metadata"]["dependency_versions"] and "drafts[1]" in data["signatures"]
     loaded = Pipeline()
     loaded.load(path)
     assert loaded.state_dict() == m.state_dict()
@@ -119,12 +119,15 @@ def test_deepcopy_and_reset_copy_share_lm():
     assert m.get_lm() is lm
 
 
-def test_input_errors():
-    dspy.configure(lm=DummyLM([{"a": "x"}]))
-    with pytest.raises(InputError, match="unknown input"):
-        dspy.Predict("q -> a")(question="x")
-    with pytest.raises(InputError, match="missing input"):
-        dspy.Predict("q, r -> a")(q="x")
+def test_input_errors(caplog):
+    # as in DSPy: unknown and missing inputs are logged and the call goes on; positional ones are refused
+    dspy.configure(lm=DummyLM([{"a": "x"}, {"a": "y"}]))
+    assert dspy.Predict("q -> a")(q="x", question="x").a == "x"
+    assert "ignored: ['question']" in caplog.text
+    assert dspy.Predict("q, r -> a")(q="x").a == "y"
+    assert "Missing: ['r']" in caplog.text
+    with pytest.raises(InputError, match="Positional arguments"):
+        dspy.Predict("q -> a")("x")
 
 
 def test_unconfigured_lm_error():

@@ -58,3 +58,41 @@ def test_completions_dict_form_and_errors():
         dspy.Completions({"a": [1, 2], "b": [1]})
     with pytest.raises(IndexError):
         c[5]
+
+
+# DSPy's printed forms (doctests and logs written against DSPy keep working) ------------------
+def test_example_repr_shows_input_keys_like_dspy():
+    assert repr(dspy.Example(a=1)) == "Example({'a': 1}) (input_keys=None)"
+    assert str(dspy.Example(a=1, dspy_uuid="x").with_inputs("a")) == "Example({'a': 1}) (input_keys={'a'})"
+
+
+def test_prediction_repr_with_several_completions_like_dspy():
+    one = dspy.Prediction.from_completions([{"answer": "a"}])
+    assert repr(one) == "Prediction(\n    answer='a'\n)"
+    many = dspy.Prediction.from_completions([{"answer": "a"}, {"answer": "b"}, {"answer": "c"}])
+    assert repr(many) == (
+        "Prediction(\n    answer='a',\n    completions=Completions(...)\n) (2 completions omitted)"
+    )
+
+
+def test_completions_repr_like_dspy():
+    c = dspy.Completions([{"answer": "a", "n": 1}, {"answer": "b", "n": 2}])
+    assert repr(c) == "Completions(\n    answer=['a', 'b'],\n    n=[1, 2]\n)"
+    assert str(c) == repr(c)
+
+
+def test_example_to_dict_serializes_nested_models_and_examples():
+    import pydantic
+
+    class Turns(pydantic.BaseModel):
+        messages: list[dict]
+
+    ex = dspy.Example(h=Turns(messages=[{"q": "1"}]), inner=dspy.Example(x=1), rows=[dspy.Example(y=2)])
+    assert ex.toDict() == {"h": {"messages": [{"q": "1"}]}, "inner": {"x": 1}, "rows": [{"y": 2}]}
+
+
+def test_example_equals_a_plain_dict_of_the_same_fields():
+    # demos loaded from a saved program compare equal to the Example they were saved from (DSPy keeps dicts)
+    ex = dspy.Example(q="x", a="y").with_inputs("q")
+    assert ex == {"q": "x", "a": "y"} and {"q": "x", "a": "y"} == ex
+    assert ex != {"q": "x"} and ex != ""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from textgrad_like.adapters import ChatAdapter
-from textgrad_like.errors import ConfigurationError, LMError
+from textgrad_like.errors import ConfigurationError, ContextWindowExceededError, LMError
 from textgrad_like.lm.base import LMResponse
 from textgrad_like.predict.react import ReAct, is_context_window_error
 from textgrad_like.settings import settings
@@ -90,9 +90,12 @@ def test_tool_errors_become_observations() -> None:
     settings.configure(lm=lm)
     agent = ReAct("question -> answer: float", tools=[evaluate_math])
     traj = agent(question="?").trajectory
-    assert traj["observation_0"].startswith("Execution error in evaluate_math: ValueError: unsupported characters")
-    assert traj["observation_1"].startswith("Execution error in evaluate_math: ToolError:")
-    assert "unknown argument(s) ['expr']" in traj["observation_1"]
+    # DSPy's format: "Execution error in {tool}: " and at most five frames of the traceback
+    assert traj["observation_0"].startswith("Execution error in evaluate_math: \nTraceback (most recent call last):")
+    assert traj["observation_0"].endswith("ValueError: unsupported characters in 'import os'")
+    assert traj["observation_0"].count('  File "') <= 5
+    assert traj["observation_1"].startswith("Execution error in evaluate_math: \nTraceback")
+    assert "ToolError: " in traj["observation_1"] and "unknown argument(s) ['expr']" in traj["observation_1"]
 
 
 def test_max_iters_stops_the_loop_and_still_extracts() -> None:
@@ -153,7 +156,7 @@ def test_context_window_with_one_step_left_ends_the_loop() -> None:
     lm = SmallContextLM([step("first", "search_wikipedia", {"query": "a"})])
     lm.single_step_limit = True
     settings.configure(lm=lm)
-    with pytest.raises(LMError, match="cannot be truncated"):
+    with pytest.raises(ContextWindowExceededError, match="cannot be truncated"):  # as DSPy's
         ReAct("question -> answer", tools=[search_wikipedia])(question="?")
 
 
@@ -278,3 +281,31 @@ def test_context_window_still_exceeded_after_three_truncations(use_async: bool) 
         else:
             agent(question="?")
     assert "ContextWindowExceededError" in str(info.value.__cause__)
+
+
+async def test_async_agent_matches_sync_agent_step_for_step() -> None:
+    """forward and aforward share one agent loop: the same script gives the same trajectory, tool errors
+    included, and a context overflow is truncated the same way."""
+
+    def script() -> DummyLM:
+        return DummyLM([
+            step("Try it.", "evaluate_math", {"expression": "import os"}),
+            step("Look it up.", "search_wikipedia", {"query": "castle"}),
+            step("Done.", "finish", {}),
+            {"reasoning": "ok", "answer": "1"},
+        ])
+
+    settings.configure(lm=script())
+    sync = ReAct("question -> answer", tools=[evaluate_math, search_wikipedia])(question="?")
+    settings.configure(lm=script())
+    agent = ReAct("question -> answer", tools=[evaluate_math, search_wikipedia])
+    asynced = await agent.acall(question="?")
+    assert list(sync.trajectory) == list(asynced.trajectory)
+    for key, value in sync.trajectory.items():
+        if key == "observation_0":  # tracebacks name the sync / async call path
+            assert value.startswith("Execution error in evaluate_math:") and asynced.trajectory[key].startswith(
+                "Execution error in evaluate_math:")
+            assert asynced.trajectory[key].endswith("ValueError: unsupported characters in 'import os'")
+        else:
+            assert asynced.trajectory[key] == value
+    assert sync.answer == asynced.answer == "1"

@@ -4,7 +4,6 @@ code unless ``allow_pickle=True``."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ import pytest
 
 import textgrad_like as dspy
 from textgrad_like.errors import LMError, StateDictError
-from textgrad_like.lm.base import GLOBAL_HISTORY, inspect_history
+from textgrad_like.lm.base import GLOBAL_HISTORY, format_history
 from textgrad_like.lm.cache import configure_cache
 from textgrad_like.optim.checkpoint import Checkpoint
 from textgrad_like.primitives import RunHistory
@@ -79,7 +78,7 @@ def test_api_key_never_reaches_disk_logs_history_or_saved_programs(server, tmp_p
     # history dumps
     assert leaks(json.dumps(list(lm.history), default=str)) == []
     assert leaks(json.dumps(list(GLOBAL_HISTORY), default=str)) == []
-    assert leaks(inspect_history(len(lm.history), history=list(lm.history), file=io.StringIO())) == []
+    assert leaks(format_history(len(lm.history), history=list(lm.history))) == []
     # run reports
     assert leaks(opt.history.to_json()) == []
     history = RunHistory("secrets")

@@ -58,9 +58,9 @@ def test_semantic_f1_metric():
                                 "system_response_key_ideas": "1. scattering", "discussion": "match",
                                 "recall": 1.0, "precision": 1.0}]))
     metric = dspy.evaluate.SemanticF1()
-    assert metric(example, pred) == pytest.approx(2 / 3)
+    assert metric(example, pred).score == pytest.approx(2 / 3)  # a Prediction, as DSPy's
     decomposed = dspy.evaluate.SemanticF1(decompositional=True, threshold=0.9)
-    assert decomposed(example, pred, trace=[]) is True
+    assert decomposed(example, pred, trace=[]).score is True
     assert "ground_truth_key_ideas" in dspy.settings.lm.history[-1]["messages"][0]["content"]
 
 
@@ -72,7 +72,7 @@ def test_complete_and_grounded_metric():
          "completeness": 0.8},
         {"reasoning": "r", "system_response_claims": "1", "discussion": "d", "groundedness": 1.0},
     ]))
-    score = dspy.evaluate.CompleteAndGrounded()(example, pred)
+    score = dspy.evaluate.CompleteAndGrounded()(example, pred).score
     assert score == pytest.approx(2 * 0.8 / 1.8)
     assert "Hamlet is a tragedy" in dspy.settings.lm.history[-1]["messages"][-1]["content"]
 

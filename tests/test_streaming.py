@@ -248,8 +248,7 @@ def test_default_stream_hook_and_usage_of_a_stream():
                        async_streaming=False)
     items = list(stream(question="q"))
     assert [i.chunk for i in _fields(items, "answer")] == ["whole"]  # yielded once by the default hook
-    usage = items[-1].get_lm_usage()["dummy"]
-    assert usage["calls"] == 1
+    usage = items[-1].get_lm_usage()["dummy"]  # DSPy's shape: token totals per LM
     assert usage["prompt_tokens"] == lm.history[-1]["usage"]["prompt_tokens"]
 
 

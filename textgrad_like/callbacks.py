@@ -161,29 +161,29 @@ def _call_hook(cb: Any, hook: str, **kwargs: Any) -> None:
         logger.warning("Callback %s.%s raised; the error is ignored.", type(cb).__name__, hook, exc_info=True)
 
 
+def flat_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A start hook's ``inputs`` with ``**kwargs`` merged in and an empty ``*args`` dropped: the call's
+    arguments by name (``{"question": ...}`` for a module call), for display."""
+    flat = {k: v for k, v in inputs.items() if k != "kwargs" and not (k == "args" and v == ())}
+    extra = inputs.get("kwargs")
+    if isinstance(extra, dict):
+        flat.update(extra)
+    return flat
+
+
 def _bind_inputs(fn: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``inputs`` a start hook receives, in DSPy's shape (``inspect.getcallargs``): every parameter of
+    the decorated method but ``self`` by name, defaults filled in; ``*args``/``**kwargs`` stay one entry
+    each, so ``Tool.__call__(**kwargs)`` gives ``{"kwargs": {...}}`` and ``Module.__call__`` gives
+    ``{"args": (...), "kwargs": {...}}``."""
     try:
-        sig = inspect.signature(fn)
-        bound = sig.bind(instance, *args, **kwargs)
+        bound = inspect.signature(fn).bind(instance, *args, **kwargs)
     except (TypeError, ValueError):
-        data: dict[str, Any] = {"args": args} if args else {}
-        data.update(kwargs)
-        return data
+        return {"args": args, "kwargs": dict(kwargs)}
     bound.apply_defaults()
-    data = {}
-    params = sig.parameters
-    for index, (name, value) in enumerate(bound.arguments.items()):
-        if index == 0:
-            continue  # self / instance
-        kind = params[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD and isinstance(value, dict):
-            data.update(value)
-        elif kind is inspect.Parameter.VAR_POSITIONAL:
-            if value:
-                data[name] = value
-        else:
-            data[name] = value
+    data = dict(bound.arguments)
+    data.pop(next(iter(data)), None)  # self / instance
     return data
 
 
@@ -283,5 +283,5 @@ def wrap_methods(cls: type, *names: str) -> None:
             setattr(cls, name, with_callbacks(method))
 
 
-__all__ = ["ACTIVE_CALL_ID", "ActiveCall", "BaseCallback", "active_callbacks", "active_calls", "hook_family",
+__all__ = ["ACTIVE_CALL_ID", "ActiveCall", "BaseCallback", "active_callbacks", "active_calls", "flat_inputs", "hook_family",
            "with_callbacks", "wrap_methods"]

@@ -21,6 +21,11 @@ class SignatureError(TextgradLikeError, ValueError):
     """A signature string, field or type annotation cannot be understood."""
 
 
+class SignatureFieldError(SignatureError, TypeError):
+    """A signature class declares a field without ``InputField()``/``OutputField()`` (a ``TypeError``
+    too, as in DSPy)."""
+
+
 class InputError(TextgradLikeError, ValueError):
     """A module was called with missing or unknown input fields."""
 
@@ -84,6 +89,11 @@ class EvaluationError(TextgradLikeError, RuntimeError):
 
 class BackwardError(TextgradLikeError, RuntimeError):
     """``loss.backward()`` could not run (no graph recorded, no backward LM, ...)."""
+
+
+class GraphFreedError(BackwardError):
+    """``backward()`` reached nodes an earlier ``backward()`` already used and freed (pass
+    ``retain_graph=True`` to the earlier call to backward through them again)."""
 
 
 class OptimizerError(TextgradLikeError, ValueError):

@@ -174,6 +174,7 @@ class ParallelExecutor:
             submit(i)
 
     def _check_limit(self) -> None:
+        # max_errors failures are tolerated (DSPy's documented meaning); one more stops the run
         if self.max_errors is not None and len(self.errors) > self.max_errors:
             first = self.errors[min(self.errors)]
             raise EvaluationError(

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "send_stream": None,
     "caller_modules": None,
     "allow_pickle": False,
+    "warn_on_type_mismatch": True,
 }
 
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -83,6 +84,10 @@ class Settings:
             yield
         finally:
             _overrides.reset(token)
+
+    def copy(self) -> dict[str, Any]:
+        """The settings in force here, as a dict (DSPy's ``settings.copy()``; ``configure(**saved)`` restores them)."""
+        return dict(self.config)
 
     def copy_overrides(self) -> dict[str, Any]:
         return dict(_overrides.get() or {})

@@ -20,8 +20,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .callbacks import BaseCallback
+from .callbacks import BaseCallback, flat_inputs
 from .errors import ConfigurationError
+from .lm.secrets import REDACTED, is_secret_key, redact_text
 from .settings import settings
 
 logger = logging.getLogger(__name__)
@@ -40,37 +41,41 @@ def _import_otel() -> Any:
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-able copy of ``value`` for a span attribute; credentials (by argument name, or inside a
+    URL) are shown as ``***``."""
     if depth > 6:
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
+        return redact_text(repr(value))
+    if isinstance(value, str):
+        return redact_text(value) if "://" in value or "earer " in value else value
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+        return {str(k): (REDACTED if is_secret_key(k) else _jsonable(v, depth + 1)) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v, depth + 1) for v in value]
     items = getattr(value, "items", None)
     if callable(items) and hasattr(value, "keys"):  # Example / Prediction
         try:
-            return {str(k): _jsonable(v, depth + 1) for k, v in items()}
+            return {str(k): (REDACTED if is_secret_key(k) else _jsonable(v, depth + 1)) for k, v in items()}
         except Exception:
-            return repr(value)
+            return redact_text(repr(value))
     dump = getattr(value, "model_dump", None)
     if callable(dump):  # pydantic models
         try:
             return _jsonable(dump(), depth + 1)
         except Exception:
-            return repr(value)
+            return redact_text(repr(value))
     if isinstance(value, type):
         return getattr(value, "__name__", repr(value))
-    return repr(value)
+    return redact_text(repr(value))
 
 
 def to_attribute(value: Any, max_length: int = DEFAULT_MAX_ATTRIBUTE_LENGTH) -> str:
     """A JSON text for a span attribute, cut to ``max_length`` characters."""
     try:
         text = json.dumps(_jsonable(value), ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        text = redact_text(repr(value))
     if len(text) > max_length:
         text = text[: max(0, max_length - 15)] + "...[truncated]"
     return text
@@ -131,6 +136,8 @@ class TracingCallback(BaseCallback):
     def _start(self, kind: str, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         from opentelemetry import context, trace
 
+        inputs = flat_inputs(inputs)  # the hook's inputs are DSPy-shaped ({"args": ..., "kwargs": ...})
+
         attributes: dict[str, Any] = {"textgrad_like.kind": kind, "textgrad_like.call_id": call_id,
                                       "textgrad_like.class": type(instance).__name__}
         if self.capture_content:
@@ -159,7 +166,7 @@ class TracingCallback(BaseCallback):
                         span.set_attribute(key, value)
             else:
                 span.record_exception(exception)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+                span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exception).__name__}: {exception}")))
         finally:
             try:
                 context.detach(entry.token)

@@ -14,8 +14,8 @@ from typing import Any
 
 from ..errors import AdapterParseError
 from ..settings import settings
+from ..signatures.types import strip_optional
 from .base import Adapter
-from .values import ValueParseError, parse_value
 
 logger = logging.getLogger(__name__)
 
@@ -68,23 +68,51 @@ class ChatAdapter(Adapter):
                          for name in signature.output_fields if name in outputs)
 
     def parse(self, signature: Any, completion: str) -> dict[str, Any]:
-        parsed: dict[str, Any] = {}
+        """Read each output field from its ``<name>...</name>`` block (DSPy's ``[[ ## name ## ]]``
+        sections are read too). One scan over the reply finds every marker, so the time is linear in
+        its length whatever it contains. An ``Optional`` field the reply leaves out is ``None``."""
         names = list(signature.output_fields)
-        for index, name in enumerate(names):
-            info = signature.output_fields[name]
-            match = re.search(rf"<{name}>\s*(.*?)\s*</{name}>", completion, re.S)
-            if match is None:
-                # tolerate a missing end tag: the value runs to the next known tag or the end
-                start = re.search(rf"<{name}>", completion)
-                if start is None:
-                    raise self._error(signature, completion, f"no <{name}> block in the reply", name, parsed)
-                rest = completion[start.end():]
-                nxt = [m.start() for n in names[index + 1:] for m in [re.search(rf"<{n}>", rest)] if m]
-                raw = rest[: min(nxt)] if nxt else rest
-            else:
-                raw = match.group(1)
-            try:
-                parsed[name] = parse_value(raw.strip(), info.annotation)
-            except ValueParseError as exc:
-                raise self._error(signature, completion, str(exc), name, parsed) from None
+        sections = _sections(completion, names)
+        parsed: dict[str, Any] = {}
+        for name in names:
+            raw = sections.get(name)
+            if raw is None:
+                if strip_optional(signature.output_fields[name].annotation)[1]:
+                    parsed[name] = None
+                    continue
+                raise self._error(signature, completion, f"no <{name}> block in the reply", name, parsed)
+            parsed[name] = self.parse_field(signature, completion, name, raw.strip(), parsed)
         return parsed
+
+
+_MARKERS = re.compile(r"<(/?)([A-Za-z_]\w*)>|\[\[ ## ([A-Za-z_]\w*) ## \]\]")
+
+
+def _sections(completion: str, names: list[str]) -> dict[str, str]:
+    """The raw text of each output field in ``completion``.
+
+    ``<name>`` opens a field; its value ends at the first ``</name>`` after it, or else at the next
+    marker that opens another field (or the end). A DSPy marker ``[[ ## name ## ]]`` opens a field
+    whose value ends at the next marker of either kind. The first occurrence of a field wins.
+    """
+    known = set(names)
+    markers = []  # (start, end, kind, name) with kind "open", "close" or "dspy"
+    for match in _MARKERS.finditer(completion):
+        if match.group(3) is not None:
+            markers.append((match.start(), match.end(), "dspy", match.group(3)))
+        elif match.group(2) in known:
+            markers.append((match.start(), match.end(), "close" if match.group(1) else "open", match.group(2)))
+    sections: dict[str, str] = {}
+    for i, (_, end, kind, name) in enumerate(markers):
+        if kind == "close" or name not in known or name in sections:
+            continue
+        stop = len(completion)
+        for start2, _, kind2, name2 in markers[i + 1:]:
+            if kind == "open" and kind2 == "close" and name2 == name:
+                stop = start2
+                break
+            if kind2 == "dspy" or (kind2 == "open" and name2 != name):
+                stop = start2
+                break
+        sections[name] = completion[end:stop]
+    return sections

@@ -1,8 +1,8 @@
 """``JSONAdapter``: the reply is one JSON object with a key per output field.
 
 For LMs that can enforce a schema (the in-process local LM, and providers with structured
-outputs), the adapter passes the outputs' JSON schema as ``response_format`` so the reply
-always parses.
+outputs according to ``litellm.supports_response_schema``), the adapter passes the outputs' JSON
+schema as ``response_format`` so the reply parses. An ``Optional`` field left out is ``None``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..lm.lm import provider_supports_response_schema
+from ..signatures.types import strip_optional
 from .base import Adapter, output_json_schema
-from .values import ValueParseError, _jsonable, _loads, parse_value
+from .values import ValueParseError, _jsonable, _loads
 
 
 class JSONAdapter(Adapter):
@@ -22,13 +24,21 @@ class JSONAdapter(Adapter):
         self.use_response_format = use_response_format
 
     def lm_kwargs(self, lm: Any, signature: Any, lm_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Add the outputs' JSON schema as ``response_format`` when the LM can enforce it: an LM that
+        says so (``supports_response_schema = True``, e.g. the local LM) or a provider model for which
+        ``litellm.supports_response_schema`` is true."""
+        if "response_format" in lm_kwargs:
+            return lm_kwargs
         wanted = self.use_response_format
+        declared = getattr(lm, "supports_response_schema", None)
+        strict = bool(declared)
         if wanted is None:
-            wanted = bool(getattr(lm, "supports_response_schema", False))
-        if wanted and "response_format" not in lm_kwargs:
+            wanted = bool(declared) if declared is not None else provider_supports_response_schema(lm)
+        if wanted:
             lm_kwargs["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": signature.__name__, "schema": output_json_schema(signature), "strict": True},
+                "json_schema": {"name": _schema_name(signature), "schema": output_json_schema(signature),
+                                "strict": strict},
             }
         return lm_kwargs
 
@@ -60,10 +70,15 @@ class JSONAdapter(Adapter):
         parsed: dict[str, Any] = {}
         for name, info in signature.output_fields.items():
             if name not in data:
+                if strip_optional(info.annotation)[1]:  # an Optional field left out is None
+                    parsed[name] = None
+                    continue
                 raise self._error(signature, completion, f"key {name!r} is missing", name, parsed)
-            value = data[name]
-            try:
-                parsed[name] = parse_value(value if not isinstance(value, str) else value, info.annotation)
-            except ValueParseError as exc:
-                raise self._error(signature, completion, str(exc), name, parsed) from None
+            parsed[name] = self.parse_field(signature, completion, name, data[name], parsed)
         return parsed
+
+
+def _schema_name(signature: Any) -> str:
+    """A response-format name providers accept (letters, digits, ``_`` and ``-``, at most 64)."""
+    name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in signature.__name__)
+    return (name or "outputs")[:64]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import re
@@ -11,6 +12,7 @@ from typing import Any
 import pydantic
 
 from ..errors import TextgradLikeError
+from ..signatures.field import describe_constraints, field_constraints
 from ..signatures.types import literal_values, strip_optional, type_name
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -24,6 +26,14 @@ def format_value(value: Any) -> str:
     """Render an input value for a prompt: strings as they are, anything else as JSON."""
     if isinstance(value, str):
         return value
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if _is_tool(value):
+        return _format_tool(value)
+    if callable(getattr(value, "format_for_prompt", None)):  # Code and other special types
+        return str(value.format_for_prompt())
+    if isinstance(value, (list, tuple)) and value and all(_is_tool(v) for v in value):
+        return "\n".join(f"({i}) {_format_tool(v)}" for i, v in enumerate(value, 1))
     if hasattr(value, "value") and hasattr(value, "role_description"):  # nn.Variable
         return str(value.value)
     if isinstance(value, pydantic.BaseModel):
@@ -36,7 +46,20 @@ def format_value(value: Any) -> str:
         return str(value)
 
 
+def _is_tool(value: Any) -> bool:
+    """A tool object (``Tool``): callable with a ``name`` and an ``args`` schema dict."""
+    return callable(value) and isinstance(getattr(value, "name", None), str) \
+        and isinstance(getattr(value, "args", None), dict) and not isinstance(value, type)
+
+
+def _format_tool(tool: Any) -> str:
+    desc = str(getattr(tool, "desc", "") or "").strip()
+    return f"`{tool.name}`{': ' + desc if desc else ''} Arguments: {tool.args}"
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dict):
@@ -51,6 +74,8 @@ def _jsonable(value: Any) -> Any:
 def format_output_value(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, enum.Enum):
+        return str(value.value)
     try:
         return json.dumps(_jsonable(value), ensure_ascii=False)
     except (TypeError, ValueError):
@@ -73,7 +98,10 @@ def type_hint(annotation: Any) -> str:
     """A short description of what a reply for this type must look like."""
     annotation, optional = strip_optional(annotation)
     values = literal_values(annotation)
-    if values is not None:
+    describe = getattr(annotation, "description", None)
+    if isinstance(annotation, type) and callable(describe) and not isinstance(describe, property):
+        hint = str(describe())  # a special type (Code, ToolCalls) says how to write it
+    elif values is not None:
         hint = "exactly one of: " + ", ".join(json.dumps(v) if not isinstance(v, str) else v for v in values)
     elif annotation is bool:
         hint = "true or false"
@@ -117,6 +145,10 @@ def parse_value(text: Any, annotation: Any) -> Any:
         return raw
     if annotation is typing.Any:
         return _loads(raw) if raw[:1] in "[{" else raw
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return _parse_enum(raw, annotation)
+    if isinstance(annotation, type) and callable(getattr(annotation, "from_text", None)):  # Code
+        return annotation.from_text(raw)
     values = literal_values(annotation)
     if values is not None:
         return _parse_choice(raw, values, annotation)
@@ -186,6 +218,35 @@ def _parse_choice(raw: str, values: tuple[Any, ...], annotation: Any) -> Any:
     if len(found) == 1:
         return found[0]
     raise ValueParseError(f"expected one of {list(values)}, got {raw[:80]!r}")
+
+
+def _parse_enum(raw: str, annotation: type[enum.Enum]) -> enum.Enum:
+    """An Enum member from its value or its name (``"red"``, ``"RED"``, ``"Color.RED"``)."""
+    cleaned = raw.strip().strip("`\"'*. ").strip()
+    cleaned = cleaned.split(".", 1)[1] if cleaned.startswith(annotation.__name__ + ".") else cleaned
+    for member in annotation:
+        if cleaned == str(member.value) or cleaned == member.name:
+            return member
+    lowered = cleaned.lower()
+    for member in annotation:
+        if lowered in (str(member.value).lower(), member.name.lower()):
+            return member
+    value = _parse_choice(raw, tuple(m.value for m in annotation), annotation)
+    return annotation(value)
+
+
+def check_constraints(value: Any, info: Any) -> Any:
+    """``value`` checked against its field's constraints; :class:`ValueParseError` when it breaks one."""
+    constraints = field_constraints(info)
+    if not constraints or value is None:
+        return value
+    base, _ = strip_optional(info.annotation)
+    annotated = typing.Annotated[base, pydantic.Field(**constraints)]
+    try:
+        return pydantic.TypeAdapter(annotated).validate_python(value)
+    except pydantic.ValidationError as exc:
+        raise ValueParseError(f"the value breaks the field's constraints ({describe_constraints(info)}): "
+                              f"{_short(exc)}") from None
 
 
 def _parse_number(raw: str, annotation: type) -> int | float:

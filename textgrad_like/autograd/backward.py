@@ -1,50 +1,40 @@
-"""``loss.backward()``: textual gradients through the recorded graph.
+"""``loss.backward()``: textual gradients through the recorded graph (micrograd's engine, for text).
 
-For every example, the graph of its forward pass is walked in reverse topological order. A node
-whose outputs received feedback asks the backward LM, once, for (a) a critique of the node's
-trainable text (its instruction, and any :class:`Variable` it took as input) and (b) feedback on
-each input that an earlier node produced; (b) becomes the output feedback of those earlier nodes,
-so feedback chains upstream as gradients do in reverse-mode autodiff. Nodes the loss never reached
-get nothing, frozen parameters get nothing. ``Demos`` parameters receive the scored trace of the
-node as their gradient (no LM call), which demo-selecting optimizers use.
+1. **Entry.** Each loss item enters the graph at the node(s) that made its prediction: the predictor
+   node whose Prediction it is, else the recorded ``grad_fn`` of the prediction's values, else (no
+   provenance at all) the final nodes of its forward pass, with a warning.
+2. **Order.** All entry nodes and their ancestors (followed through ``parents``) are put in one
+   topological order (``build_topo``); the walk goes in reverse, so a node runs after every node
+   that consumed its outputs. A node reached by several losses or examples runs **once**, with all
+   the feedback on its outputs (as torch sums the gradients flowing into a tensor).
+3. **Each node owns its backward.** ``node.backward(feedback, engine)`` returns feedback for its
+   parameters and its inputs: predictor/LM nodes ask the backward LM once (through
+   :meth:`BackwardEngine.textual_backward`), function nodes pass feedback through, loss nodes
+   start it. Input feedback goes to the nodes that made those inputs.
+4. **Scratch is local.** The feedback waiting at each node lives in this call's
+   :class:`BackwardEngine`, never on the shared nodes, so two losses, threads or a batch never mix.
+5. **Deterministic.** Nodes whose consumers are all done run together on the thread pool; their
+   results are applied in walk order, and the gradient items are added to the parameters in order
+   of example index, then node order — the same with 1 thread or 8.
+6. **Freed.** Without ``retain_graph=True`` the walked nodes are marked freed; a second backward
+   through them raises :class:`~textgrad_like.errors.GraphFreedError` (as torch does).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import AdapterParseError, BackwardError
-from ..nn.graph import Graph, Node, no_grad
-from ..nn.parameter import Demos, Gradient, Variable
+from ..errors import AdapterParseError, BackwardError, GraphFreedError
+from ..nn.graph import Graph, Node, NodeGradient, no_grad, topological_order
+from ..nn.parameter import Gradient, Parameter
+from ..nn.traced import sources_of
 from ..parallel import ParallelExecutor
+from ..prompts import TextualBackward, check_override
 from ..settings import settings
 
 logger = logging.getLogger(__name__)
-
-_BACKWARD_INSTRUCTIONS = (
-    "You are the backward pass of a program made of LM calls. One step of the program ran with the inputs "
-    "and produced the outputs shown. Later steps or the final evaluation gave feedback on those outputs. "
-    "Explain how this step's instruction should change so that its outputs earn better feedback: be "
-    "specific and actionable, do not rewrite the instruction yourself. If some inputs came from earlier "
-    "steps, say for each such input what was wrong with it (an empty string if nothing was wrong)."
-)
-
-
-def _backward_predictor() -> Any:
-    from ..predict import Predict
-    from ..signatures import InputField, OutputField, make_signature
-
-    sig = make_signature({
-        "instruction": (str, InputField(desc="the instruction this step was given")),
-        "step_inputs": (str, InputField(desc="the inputs this step received")),
-        "step_outputs": (str, InputField(desc="the outputs this step produced")),
-        "feedback": (str, InputField(desc="feedback on these outputs from later steps or the evaluation")),
-        "upstream_inputs": (list[str], InputField(desc="names of inputs that earlier steps produced")),
-        "instruction_feedback": (str, OutputField(desc="how the instruction should change")),
-        "input_feedback": (dict[str, str], OutputField(desc="for each upstream input name, what was wrong with it")),
-    }, _BACKWARD_INSTRUCTIONS, signature_name="TextualBackward")
-    return Predict(sig)
 
 
 def _render(values: dict[str, Any]) -> str:
@@ -53,109 +43,165 @@ def _render(values: dict[str, Any]) -> str:
     return "\n".join(f"{k}: {format_value(v)}" for k, v in values.items())
 
 
-def terminal_nodes(graph: Graph, prediction: Any = None) -> list[Node]:
-    """Where the loss enters the graph: the nodes that produced the final prediction's values.
-
-    Without a prediction (or when none of its values can be traced) these are the nodes whose
-    outputs no other node consumed.
-    """
-    if prediction is not None:
+def terminal_nodes(graph: Graph | None, prediction: Any = None) -> list[Node]:
+    """Where a loss on ``prediction`` enters the graph: the node whose Prediction it is, else the nodes
+    recorded as the makers of its values; without any provenance, the final nodes of ``graph``."""
+    if graph is not None and prediction is not None:
         direct = [n for n in graph.nodes if n.prediction is prediction]
         if direct:
             return direct
-        values = dict(prediction.items()) if hasattr(prediction, "items") else {"value": prediction}
-        sources: list[Node] = []
-        for value in values.values():
-            for node in graph.sources_of(value):
-                if node not in sources:
-                    sources.append(node)
-        if sources:
-            return sources
-    consumed = {id(p) for n in graph.nodes for p in n.parents}
-    return [n for n in graph.nodes if id(n) not in consumed]
+    if prediction is not None:
+        found = sources_of(prediction)
+        if found:
+            return found
+    if graph is None:
+        return []
+    sinks = graph.sinks()
+    if sinks and prediction is not None:
+        logger.warning("The loss's prediction carries no recorded provenance (its values were rebuilt by Python code "
+                       "the graph cannot see); feedback enters at the last steps of its forward pass: %s. Return the "
+                       "predictor's values, or decorate the Python step with @textgrad_like.autograd.function.",
+                       [n.name for n in sinks])
+    return sinks
 
 
-def _node_backward(node: Node, backward_lm: Any, score: float, predictor: Any) -> None:
-    feedback = "\n".join(f"- {f}" for f in node.output_feedback)
-    trainable_text = [p for p in node.params if isinstance(p, Variable) and p.requires_grad
-                      and not _is_input_variable(node, p)]
-    input_variables = {name: v for name, v in node.inputs.items() if isinstance(v, Variable) and v.requires_grad}
-    upstream = [name for name in node.inputs if name in node.input_sources or name in input_variables]
-    context = {"node": node.name, "inputs": _render(node.inputs), "outputs": _render(node.outputs),
-               "downstream_feedback": list(node.output_feedback)}
-    for param in node.params:
-        if isinstance(param, Demos) and param.requires_grad:
-            param.accumulate(Gradient(feedback=feedback, context={**context, "trace": (node.inputs, node.outputs)},
-                                      score=score))
-    if not trainable_text and not upstream:
-        return
-    instruction = next((p.value for p in node.params if p.kind == "instruction"), "")
-    if getattr(node.module, "backward_passthrough", False) is True:
-        # an evaluation node (text_loss): its evaluation already is the feedback on its inputs; no LM call
-        instruction_feedback = "\n".join(node.output_feedback)
-        input_feedback = dict.fromkeys(upstream, instruction_feedback)
-    else:
+class BackwardEngine:
+    """The state of one ``backward()`` call: feedback waiting at each node, and the LM that writes feedback."""
+
+    def __init__(self, backward_lm: Any, signature: Any = None) -> None:
+        from ..predict import Predict
+
+        self.lm = backward_lm
+        self.signature = check_override(signature, TextualBackward, "backward_signature")
+        self.predictor = Predict(self.signature)
+        self.feedback: dict[int, list[str]] = {}
+
+    def textual_backward(self, node: Node, feedback: list[str], upstream: list[str]) -> tuple[str, dict[str, str]]:
+        """Ask the backward LM how ``node``'s instruction should change and what was wrong with each of
+        its ``upstream`` inputs, given the feedback on its outputs."""
+        joined = "\n".join(f"- {f}" for f in feedback)
+        instruction = next((p.value for p in node.params if p.kind == "instruction"), "")
         try:
             with no_grad():
-                out = predictor(instruction=instruction, step_inputs=_render(node.inputs),
-                                step_outputs=_render(node.outputs), feedback=feedback, upstream_inputs=upstream,
-                                lm=backward_lm)
-            instruction_feedback = str(out.instruction_feedback).strip()
-            input_feedback = dict(out.input_feedback or {})
+                out = self.predictor(instruction=instruction, step_inputs=_render(node.inputs),
+                                     step_outputs=_render(node.outputs), feedback=joined, upstream_inputs=upstream,
+                                     lm=self.lm)
+            return str(out.instruction_feedback).strip(), dict(out.input_feedback or {})
         except AdapterParseError as exc:
             logger.warning("Backward LM reply for %s could not be parsed (%s); passing the feedback through.",
                            node.name, exc.field)
-            instruction_feedback = f"Outputs of this step received this feedback: {feedback}"
-            input_feedback = dict.fromkeys(upstream, feedback)
-    for param in trainable_text:
-        param.accumulate(Gradient(feedback=instruction_feedback, context=context, score=score))
-    for name in upstream:
-        text = str(input_feedback.get(name, "")).strip()
-        if not text:
-            continue
-        if name in input_variables:
-            input_variables[name].accumulate(Gradient(feedback=text, context=context, score=score))
-        for parent in node.input_sources.get(name, []):
-            parent.output_feedback.append(f"(about `{name}` as used by {node.name}) {text}")
+            return f"Outputs of this step received this feedback: {joined}", dict.fromkeys(upstream, joined)
 
 
-def _is_input_variable(node: Node, param: Any) -> bool:
-    return any(v is param for v in node.inputs.values())
+def _entries(items: Sequence[Any]) -> list[list[Node]]:
+    out = []
+    for item in items:
+        graph = item.graph if isinstance(item.graph, Graph) else None
+        if graph is not None:
+            graph.name_nodes()
+        out.append(terminal_nodes(graph, item.prediction))
+    return out
 
 
-def backward_graph(graph: Graph, feedback: str, score: float, backward_lm: Any, prediction: Any = None) -> list[Node]:
-    """Run the backward pass of one graph; returns the nodes visited, in the order they were visited."""
-    graph.name_nodes()
-    for node in graph.nodes:
-        node.output_feedback = []
-    for node in terminal_nodes(graph, prediction):
-        node.output_feedback.append(feedback)
-    predictor = _backward_predictor()
-    visited = []
-    for node in reversed(graph.topological_order()):
-        if not node.output_feedback:
-            continue
-        _node_backward(node, backward_lm, score, predictor)
-        visited.append(node)
-    return visited
-
-
-def backward(loss: Any, backward_lm: Any = None, num_threads: int | None = None) -> list[list[Node]]:
+def backward(loss: Any, backward_lm: Any = None, num_threads: int | None = None, retain_graph: bool = False,
+             backward_signature: Any = None) -> list[list[Node]]:
+    """Run the textual backward pass of ``loss`` (see the module docstring). Returns, per loss item, the
+    nodes whose backward ran for it, in walk order."""
     lm = backward_lm or settings.get("backward_lm") or settings.get("lm")
+    items = list(loss.items)
+    entries = _entries(items)
+    if not any(entries):
+        raise BackwardError("No graph was recorded for these predictions. Run the program in training mode "
+                            "(module.train(), outside no_grad()) before computing the loss.")
     if lm is None:
         raise BackwardError("loss.backward() needs an LM to write textual gradients: pass backward_lm=... or "
                             "configure(backward_lm=LM(...)).")
-    jobs = [(item, item.graph) for item in loss.items]
-    if not any(graph is not None and len(graph) for _, graph in jobs):
-        raise BackwardError("No graph was recorded for these predictions. Run the program in training mode "
-                            "(module.train(), outside no_grad()) before computing the loss.")
+    roots = [n for nodes in entries for n in nodes]
+    order = topological_order(roots)
+    freed = [n.name for n in order if n.freed]
+    if freed:
+        raise GraphFreedError(f"Trying to backward through nodes {sorted(set(freed))} a second time: an earlier "
+                              "backward() freed them. Pass retain_graph=True to the earlier backward() to call it "
+                              "again, or run the forward pass again for a new graph (values reused from an "
+                              "earlier forward pass keep their provenance: nn.detach() them).")
+    walk = list(reversed(order))
+    position = {id(n): i for i, n in enumerate(walk)}
+
+    # which loss items reach each node (for its score and the order of gradient items)
+    reached: dict[int, list[int]] = {}
+    for index, nodes in enumerate(entries):
+        for node in topological_order(nodes):
+            reached.setdefault(id(node), []).append(index)
+
+    engine = BackwardEngine(lm, backward_signature)
+    for index, nodes in enumerate(entries):
+        for node in nodes:
+            engine.feedback.setdefault(id(node), []).append(items[index].feedback)
+
+    consumers: dict[int, int] = {id(n): 0 for n in order}
+    for node in order:
+        for parent in node.parents:
+            if id(parent) in consumers:
+                consumers[id(parent)] += 1
     executor = ParallelExecutor(num_threads=num_threads or settings.get("num_threads"), max_errors=0,
                                 disable_progress_bar=True, description="Backward")
+    results: dict[int, NodeGradient] = {}
+    remaining = list(walk)
+    while remaining:
+        wave = [n for n in remaining if consumers[id(n)] == 0]
+        remaining = [n for n in remaining if consumers[id(n)] != 0]
+        active = [n for n in wave if engine.feedback.get(id(n))]
+        grads = executor.run(lambda n: _run_node(n, engine), active) if active else []
+        for node, grad in zip(active, grads, strict=True):
+            if isinstance(grad, BaseException):
+                logger.error("The backward of %s failed: %s: %s", node.name, type(grad).__name__, grad)
+                raise grad
+        for node, grad in zip(active, grads, strict=True):
+            results[id(node)] = grad
+            for name, text in grad.inputs.items():
+                for parent in node.input_sources.get(name, []):
+                    engine.feedback.setdefault(id(parent), []).append(f"(about `{name}` as used by {node.name}) {text}")
+        for node in wave:
+            for parent in node.parents:
+                consumers[id(parent)] -= 1
 
-    def run(job: tuple[Any, Graph | None]) -> list[Node]:
-        item, graph = job
-        if graph is None or not len(graph):
-            return []
-        return backward_graph(graph, item.feedback, item.score, lm, item.prediction)
+    _accumulate(walk, results, reached, position, items, engine)
+    if not retain_graph:
+        for node in order:
+            node.freed = True
+    return [[n for n in walk if id(n) in results and index in reached.get(id(n), [])] for index in range(len(items))]
 
-    return executor.run(run, jobs)
+
+def _run_node(node: Node, engine: BackwardEngine) -> NodeGradient | BaseException:
+    try:
+        return node.backward(list(engine.feedback[id(node)]), engine)
+    except Exception as exc:  # re-raised by the walk, in node order, once the wave is done
+        return exc
+
+
+def _accumulate(walk: list[Node], results: dict[int, NodeGradient], reached: dict[int, list[int]],
+                position: dict[int, int], items: list[Any], engine: BackwardEngine) -> None:
+    """Add each node's gradient items to its parameters, ordered by example index, then node order."""
+    pending: list[tuple[tuple[int, int, int], Parameter, Gradient]] = []
+    for node in walk:
+        grad = results.get(id(node))
+        if grad is None:
+            continue
+        indices = reached.get(id(node), [])
+        scores = [float(items[i].score) for i in indices]
+        score = sum(scores) / len(scores) if scores else None
+        feedback = engine.feedback.get(id(node), [])
+        context = {"node": node.name, "inputs": _render(node.inputs), "outputs": _render(node.outputs),
+                   "downstream_feedback": list(feedback), "examples": list(indices)}
+        first = min(indices) if indices else len(items)
+        rank = 0
+        for param, text, extra in grad.params:
+            pending.append(((first, position[id(node)], rank), param, Gradient(text, {**context, **extra}, score)))
+            rank += 1
+        for name, text in grad.inputs.items():
+            variable = node.inputs.get(name)
+            if isinstance(variable, Parameter) and variable.requires_grad:
+                pending.append(((first, position[id(node)], rank), variable, Gradient(text, context, score)))
+                rank += 1
+    for _, param, gradient in sorted(pending, key=lambda entry: entry[0]):
+        param.accumulate(gradient)

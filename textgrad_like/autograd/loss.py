@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MetricError
-from ..primitives import Example, Prediction
+from ..primitives import Example
+from ..primitives.metric import call_metric, read_metric
+from ..prompts import JudgeOutput, TextualBackward, check_override
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +37,21 @@ class LossItem:
 
 class Loss:
     """A (batch) loss. ``value`` is the reduced ``1 - score`` (so lower is better, as in torch) and
-    ``score`` the reduced metric score. ``items`` keeps the per-example scores and feedback."""
+    ``score`` the reduced metric score. ``items`` keeps the per-example scores and feedback.
 
-    def __init__(self, items: list[LossItem], reduction: str = "mean") -> None:
+    Losses add up: ``text_loss + other_text_loss`` concatenates the items (a prediction reached by
+    both runs its backward once, with both feedbacks), and ``text_loss + sft_loss`` (either order)
+    gives one loss whose ``backward()`` sends textual gradients to the text parameters **and** torch
+    gradients to the LoRA tensors."""
+
+    def __init__(self, items: list[LossItem], reduction: str = "mean", tensor_losses: Sequence[Any] = (),
+                 backward_signature: Any = None) -> None:
         if reduction not in ("mean", "sum"):
-            raise ValueError("reduction must be 'mean' or 'sum'")
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
         self.items = items
         self.reduction = reduction
+        self.tensor_losses = list(tensor_losses)
+        self.backward_signature = backward_signature
 
     @property
     def score(self) -> float:
@@ -53,10 +62,10 @@ class Loss:
 
     @property
     def value(self) -> float:
-        if not self.items:
-            return 0.0
+        """The textual loss (reduced ``1 - score``) plus the value of every tensor loss added to it."""
         total = sum(1.0 - i.score for i in self.items)
-        return total / len(self.items) if self.reduction == "mean" else total
+        text = (total / len(self.items) if self.reduction == "mean" else total) if self.items else 0.0
+        return text + sum(float(t.value) for t in self.tensor_losses)
 
     def item(self) -> float:
         return self.value
@@ -68,17 +77,36 @@ class Loss:
     def feedback(self) -> list[str]:
         return [i.feedback for i in self.items]
 
-    def __add__(self, other: Loss) -> Loss:
-        return Loss([*self.items, *other.items], self.reduction)
+    def __add__(self, other: Any) -> Loss:
+        if isinstance(other, Loss):
+            return Loss([*self.items, *other.items], self.reduction, [*self.tensor_losses, *other.tensor_losses],
+                        self.backward_signature or other.backward_signature)
+        if hasattr(other, "tensor") and callable(getattr(other, "backward", None)):  # an SFT loss value
+            return Loss(list(self.items), self.reduction, [*self.tensor_losses, other], self.backward_signature)
+        if isinstance(other, (int, float)) and other == 0:
+            return self  # sum([...]) starts from 0
+        return NotImplemented
 
-    def backward(self, backward_lm: Any = None, num_threads: int | None = None) -> Any:
-        """Send textual gradients to every trainable parameter that influenced this loss."""
+    __radd__ = __add__
+
+    def backward(self, backward_lm: Any = None, num_threads: int | None = None, retain_graph: bool = False,
+                 backward_signature: Any = None) -> Any:
+        """Send textual gradients to every trainable text parameter that influenced this loss, and torch
+        gradients to the LoRA tensors of any SFT loss added to it. A second call raises
+        :class:`~textgrad_like.errors.GraphFreedError` unless the first passed ``retain_graph=True``."""
         from .backward import backward
 
-        return backward(self, backward_lm=backward_lm, num_threads=num_threads)
+        visited: Any = []
+        if self.items:
+            visited = backward(self, backward_lm=backward_lm, num_threads=num_threads, retain_graph=retain_graph,
+                               backward_signature=backward_signature or self.backward_signature)
+        for tensor_loss in self.tensor_losses:
+            tensor_loss.backward(retain_graph=retain_graph)
+        return visited
 
     def __repr__(self) -> str:
-        return f"Loss(value={self.value:.4f}, score={self.score:.4f}, n={len(self.items)})"
+        extra = f", tensor_losses={len(self.tensor_losses)}" if self.tensor_losses else ""
+        return f"Loss(value={self.value:.4f}, score={self.score:.4f}, n={len(self.items)}{extra})"
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -107,8 +135,12 @@ def describe_difference(example: Example | None, prediction: Any) -> str:
 
 
 class _BaseLoss:
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", backward_signature: Any = None) -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
         self.reduction = reduction
+        # the prompt of the textual backward pass for this loss (a subclass of prompts.TextualBackward)
+        self.backward_signature = check_override(backward_signature, TextualBackward, "backward_signature")
 
     def item_for(self, prediction: Any, example: Example | None) -> LossItem:
         raise NotImplementedError
@@ -119,42 +151,23 @@ class _BaseLoss:
         if len(exs) != len(preds):
             raise ValueError(f"{len(preds)} predictions but {len(exs)} examples: pass one example per prediction.")
         items = [self.item_for(p, e) for p, e in zip(preds, exs, strict=True)]
-        return Loss(items, self.reduction)
-
-
-def _score_of(value: Any) -> tuple[float, str | None]:
-    """Read a metric result: a number/bool, ``(score, feedback)``, a dict or a Prediction."""
-    if isinstance(value, bool):
-        return (1.0 if value else 0.0), None
-    if isinstance(value, (int, float)):
-        return float(value), None
-    if isinstance(value, tuple) and len(value) == 2:
-        return float(value[0]), str(value[1])
-    if isinstance(value, (Prediction, Example, dict)):
-        score = value["score"] if "score" in value else 0.0
-        feedback = value.get("feedback") if hasattr(value, "get") else None
-        return float(score), (str(feedback) if feedback is not None else None)
-    return float(value), None
+        return Loss(items, self.reduction, backward_signature=self.backward_signature)
 
 
 class MetricLoss(_BaseLoss):
     """Loss from a DSPy metric ``metric(example, prediction, trace=None)``. Feedback says which fields
     were wrong and what the gold values are; a metric that returns feedback itself is used as is."""
 
-    def __init__(self, metric: Callable[..., Any], reduction: str = "mean") -> None:
-        super().__init__(reduction)
+    def __init__(self, metric: Callable[..., Any], reduction: str = "mean", backward_signature: Any = None) -> None:
+        super().__init__(reduction, backward_signature)
+        if not callable(metric):
+            raise ValueError(f"metric must be callable (example, prediction, trace=None), got {type(metric).__name__}.")
         self.metric = metric
 
     def item_for(self, prediction: Any, example: Example | None) -> LossItem:
         graph = getattr(prediction, "graph", None)
         trace = graph.trace() if graph is not None else None
-        try:
-            value = self.metric(example, prediction, trace)
-        except TypeError:
-            value = self.metric(example, prediction)
-        except Exception as exc:
-            raise MetricError(f"The metric raised {type(exc).__name__}: {exc}") from exc
-        score, feedback = _score_of(value)
+        score, feedback = read_metric(call_metric(self.metric, example, prediction, trace))
         if not feedback:
             auto = describe_difference(example, prediction)
             verdict = "correct" if score >= 1.0 else ("partly correct" if score > 0 else "wrong")
@@ -170,14 +183,7 @@ class FeedbackLoss(MetricLoss):
     def item_for(self, prediction: Any, example: Example | None) -> LossItem:
         graph = getattr(prediction, "graph", None)
         trace = graph.trace() if graph is not None else None
-        try:
-            try:
-                value = self.metric(example, prediction, trace, None, None)
-            except TypeError:
-                value = self.metric(example, prediction, trace)
-        except Exception as exc:
-            raise MetricError(f"The metric raised {type(exc).__name__}: {exc}") from exc
-        score, feedback = _score_of(value)
+        score, feedback = read_metric(call_metric(self.metric, example, prediction, trace))
         if not feedback:
             feedback = f"Score {score:.2f}. {describe_difference(example, prediction)}".strip()
         return LossItem(prediction, example, score, feedback, graph)
@@ -187,22 +193,15 @@ class LMJudgeLoss(_BaseLoss):
     """An LM judge scores each prediction (0–1) and explains what to improve, following ``instructions``."""
 
     def __init__(self, instructions: str, judge_lm: Any = None, reduction: str = "mean",
-                 fields: Sequence[str] | None = None) -> None:
-        super().__init__(reduction)
+                 fields: Sequence[str] | None = None, signature: Any = None, backward_signature: Any = None) -> None:
+        super().__init__(reduction, backward_signature)
         from ..predict import Predict
-        from ..signatures import InputField, OutputField, make_signature
 
         self.instructions = instructions
         self.judge_lm = judge_lm
         self.fields = list(fields) if fields else None
-        sig = make_signature({
-            "task_inputs": (str, InputField(desc="the inputs the system received")),
-            "system_output": (str, InputField(desc="what the system produced")),
-            "reference": (str, InputField(desc="a reference answer, if any")),
-            "feedback": (str, OutputField(desc="concrete criticism: what is wrong or missing and how to fix it")),
-            "score": (float, OutputField(desc="quality from 0.0 (useless) to 1.0 (perfect)")),
-        }, instructions, signature_name="JudgeOutput")
-        self.judge = Predict(sig)
+        base = check_override(signature, JudgeOutput, "signature")
+        self.judge = Predict(base.with_instructions(instructions))
 
     def item_for(self, prediction: Any, example: Example | None) -> LossItem:
         from ..nn.graph import no_grad

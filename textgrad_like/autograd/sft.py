@@ -20,13 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BackwardError, ConfigurationError, MetricError
+from ..errors import BackwardError, ConfigurationError
 from ..nn.graph import Graph
 from ..nn.lora import LoRA, lora_of
 from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..predict.predict import resolve_adapter
 from ..primitives import Example, Prediction
+from ..primitives.metric import call_metric, read_metric
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,6 @@ def sft_loss_tensor(examples: Sequence[SFTExample], train: bool = True) -> tuple
     tokens = 0
     for group in groups.values():
         lora = group[0].lora
-        lora.ensure_ready()
         backend = lora.lm.backend
         with lora.switch.using(lora.adapter_name, train=train) as model:
             part = _group_sum(model, group, backend.pad_token_id, torch)
@@ -238,21 +238,39 @@ class SFTLossValue:
         with switch.lock:
             self.tensor.backward(retain_graph=retain_graph)
 
+    def __add__(self, other: Any) -> Any:
+        """``sft + text_loss`` is the combined loss of both (see ``Loss.__add__``); ``sft + sft`` sums the tensors."""
+        if isinstance(other, SFTLossValue):
+            return SFTLossValue(self.tensor + other.tensor, self.num_tokens + other.num_tokens,
+                                [*self.examples, *other.examples])
+        if isinstance(other, (int, float)) and other == 0:
+            return self
+        radd = getattr(other, "__radd__", None)
+        return radd(self) if radd is not None and hasattr(other, "items") else NotImplemented
+
+    __radd__ = __add__
+
     def __repr__(self) -> str:
         return f"SFTLossValue({self.value:.4f}, tokens={self.num_tokens}, records={len(self.examples)})"
 
 
 def _accepted(metric: Callable[..., Any], example: Any, prediction: Any, trace: Any) -> bool:
-    try:
-        try:
-            value = metric(example, prediction, trace)
-        except TypeError:
-            value = metric(example, prediction)
-    except Exception as exc:
-        raise MetricError(f"The metric raised {type(exc).__name__}: {exc}") from exc
-    if isinstance(value, (Prediction, dict)) and "score" in value:
-        value = value["score"]
-    return bool(value) and float(value) > 0
+    return read_metric(call_metric(metric, example, prediction, trace)).score > 0
+
+
+def _with_gold(steps: list[tuple[Any, dict[str, Any], Any]], example: Any,
+               keep_own: bool) -> list[tuple[Any, dict[str, Any], Any]]:
+    """The steps with their outputs replaced by the gold values ``example`` has for them. A step none of
+    whose output fields has a gold value is kept (with its own outputs) only when ``keep_own``."""
+    out = []
+    for predictor, inputs, outputs in steps:
+        own = dict(outputs.items()) if hasattr(outputs, "items") else {}
+        gold = {k: example[k] for k in predictor.signature.output_fields if k in example and k not in inputs}
+        if gold:
+            out.append((predictor, inputs, Prediction(**{**own, **gold})))
+        elif keep_own:
+            out.append((predictor, inputs, outputs))
+    return out
 
 
 class SFTLoss:
@@ -263,6 +281,7 @@ class SFTLoss:
         exclude_demos: leave the predictors' demos out of the training prompts.
         max_length: most tokens per record (prompt + reply).
         metric: with ``examples`` given to the call, keep only predictions the metric accepts.
+            With ``examples``, steps are trained towards the examples' gold outputs (see ``__call__``).
         lora: train this LoRA on every step (default: each predictor's own LoRA; steps without one are skipped).
     """
 
@@ -277,15 +296,20 @@ class SFTLoss:
         self.lora = lora
 
     def __call__(self, traces: Any, examples: Sequence[Example] | None = None) -> SFTLossValue:
-        if examples is not None and self.metric is not None:
+        """The SFT loss of ``traces``. With ``examples`` (one per trace), each step is trained towards the
+        gold values the example holds for its output fields (fields without one keep the model's own
+        output); with a ``metric`` too, only the traces the metric accepts are used, and steps without any
+        gold field are trained on their own (accepted) outputs."""
+        if examples is not None:
             items = list(traces) if isinstance(traces, (list, tuple)) else [traces]
             if len(items) != len(examples):
                 raise ConfigurationError(f"{len(items)} traces but {len(examples)} examples: pass one per trace.")
-            kept = []
+            kept: list[tuple[Any, dict[str, Any], Any]] = []
             for item, example in zip(items, examples, strict=True):
                 trace = trace_steps(item)
-                if _accepted(self.metric, example, item, trace):
-                    kept.append(trace)
+                if self.metric is not None and not _accepted(self.metric, example, item, trace):
+                    continue
+                kept.extend(_with_gold(trace, example, keep_own=self.metric is not None))
             traces = kept
         steps = trace_steps(traces)
         examples_ = build_sft_examples(steps, lora=self.lora, adapter=self.adapter, exclude_demos=self.exclude_demos,

@@ -26,10 +26,12 @@ from typing import Any
 
 from ..errors import InputError
 from ..nn.functional import fill_template, graph_of, lm_text, resolve_lm
-from ..nn.graph import Graph, Node
+from ..nn.graph import Graph, LossNode, Node, topological_order
 from ..nn.parameter import Instruction, Parameter, Variable
+from ..nn.traced import sources_of
 from ..primitives import Example
-from .loss import Loss, LossItem, _score_of
+from ..primitives.metric import read_metric
+from .loss import Loss, LossItem
 
 logger = logging.getLogger(__name__)
 
@@ -52,27 +54,14 @@ def parse_score(text: str) -> float | None:
     return max(0.0, min(1.0, value))
 
 
-def _ancestors(variable: Any) -> list[Node]:
-    """The recorded nodes ``variable`` came from (its producer and everything upstream)."""
-    graph = graph_of(variable)
-    if graph is None:
-        return []
-    found: dict[int, Node] = {}
-    stack = list(graph.sources_of(variable))
-    while stack:
-        node = stack.pop()
-        if id(node) in found:
-            continue
-        found[id(node)] = node
-        stack.extend(node.parents)
-    return sorted(found.values(), key=lambda n: n.id)
+def _ancestors(value: Any) -> list[Node]:
+    """The recorded nodes ``value`` came from (its ``grad_fn`` and everything upstream), oldest first."""
+    return topological_order(sources_of(value))
 
 
 def loss_graph(inputs: dict[str, Any], eval_node: Node | None) -> Graph:
-    """A fresh graph: the nodes the inputs came from, then ``eval_node`` consuming the inputs.
-
-    Nodes are shared with the inputs' graphs (their recorded links stay valid); calls made later on
-    the same graph and earlier evaluations are not part of it."""
+    """A fresh graph: the nodes the inputs were made from (followed through their recorded
+    provenance), then ``eval_node`` consuming the inputs. Nodes are shared with the inputs' graphs."""
     graph = Graph()
     seen: set[int] = set()
     nodes: list[Node] = []
@@ -81,7 +70,7 @@ def loss_graph(inputs: dict[str, Any], eval_node: Node | None) -> Graph:
             if id(node) not in seen:
                 seen.add(id(node))
                 nodes.append(node)
-    for node in sorted(nodes, key=lambda n: n.id):
+    for node in nodes:
         graph.add(node)
     if eval_node is not None:
         graph.add(eval_node)
@@ -92,8 +81,6 @@ class _VariableLoss:
     """Shared machinery: build the evaluation node and the loss item for some inputs."""
 
     name = "loss"
-    # The backward pass hands this node's output feedback (the evaluation) to its inputs unchanged.
-    backward_passthrough = True
 
     def __init__(self, instruction: str | Variable = "", reduction: str = "mean") -> None:
         if reduction not in ("mean", "sum"):
@@ -118,8 +105,8 @@ class _VariableLoss:
             graph = graph_of(prediction)
         else:
             used = [*self._instruction_params(), *(v for v in inputs.values() if isinstance(v, Variable))]
-            # prediction= makes this node the loss's entry point (backward.terminal_nodes)
-            node = Node(name=self.name, module=self, inputs=dict(inputs), outputs={"evaluation": feedback},
+            # a LossNode passes its evaluation to its inputs unchanged; prediction= makes it the entry point
+            node = LossNode(name=self.name, module=self, inputs=dict(inputs), outputs={"evaluation": feedback},
                         params=used, prediction=prediction)
             graph = loss_graph(inputs, node)
         return LossItem(prediction, None, float(score), feedback, graph, extra)
@@ -200,10 +187,11 @@ class FunctionLoss(_VariableLoss):
             extra: dict[str, Any] = {}
             try:
                 result = self.fn(text)
-                score, feedback = _score_of(result)
             except Exception as exc:  # the function's failure is the feedback
                 score, feedback = 0.0, f"{type(exc).__name__}: {exc}".strip()
                 extra["exception"] = type(exc).__name__
+            else:
+                score, feedback = read_metric(result)
             if not feedback:
                 feedback = (self.feedback_fn(text, score) if self.feedback_fn is not None
                             else f"The evaluation function scored this {score:.2f} (1.0 is best).")

@@ -9,6 +9,7 @@ from .dataset import Dataset
 from .gsm8k import GSM8K, gsm8k_metric, parse_integer_answer
 from .hotpotqa import HotPotQA
 from .math import MATH, extract_answer, math_equivalence
+from .tabular import count_match  # registers the wine, breast_cancer and counting tasks
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -20,6 +21,7 @@ __all__ = [
     "DatasetLoadError",
     "HotPotQA",
     "bundled_names",
+    "count_match",
     "extract_answer",
     "gsm8k_metric",
     "label_match",

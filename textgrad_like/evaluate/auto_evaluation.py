@@ -1,8 +1,9 @@
 """LM-judged metrics for long answers: ``SemanticF1`` and ``CompleteAndGrounded``.
 
 Both are modules (so their judges can be optimized like any program) and are called as metrics:
-``metric(example, pred, trace=None)`` returns a score in [0, 1], or — when a trace is given, as
-optimizers do while bootstrapping — whether the score reaches ``threshold``.
+``metric(example, pred, trace=None)`` returns ``Prediction(score=...)`` (as DSPy's) with a score in
+[0, 1], or — when a trace is given, as optimizers do while bootstrapping — whether the score reaches
+``threshold``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..nn.module import Module
 from ..predict import ChainOfThought
+from ..primitives import Prediction
 from ..signatures import InputField, OutputField, Signature
 
 
@@ -26,7 +28,7 @@ class SemanticRecallPrecision(Signature):
     precision: float = OutputField(desc="0 to 1: how much of the response the ground truth supports")
 
 
-class DecomposedSemanticRecallPrecision(Signature):
+class DecompositionalSemanticRecallPrecision(Signature):
     """Compare a system's response with the ground-truth response to the same question. First list the key ideas
     of each, then discuss which ideas match. Recall is the share of ground-truth ideas that the response states;
     precision is the share of response ideas that the ground truth supports. Give both between 0 and 1."""
@@ -66,7 +68,8 @@ class AnswerGroundedness(Signature):
     groundedness: float = OutputField(desc="0 to 1")
 
 
-def f1(precision: float, recall: float) -> float:
+def f1_score(precision: float, recall: float) -> float:
+    """The harmonic mean of ``precision`` and ``recall``, each clipped to [0, 1]."""
     precision, recall = _clip(precision), _clip(recall)
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
@@ -81,13 +84,13 @@ class SemanticF1(Module):
     def __init__(self, threshold: float = 0.66, decompositional: bool = False) -> None:
         super().__init__()
         self.threshold = threshold
-        self.module = ChainOfThought(DecomposedSemanticRecallPrecision if decompositional else SemanticRecallPrecision)
+        self.module = ChainOfThought(DecompositionalSemanticRecallPrecision if decompositional else SemanticRecallPrecision)
 
-    def forward(self, example: Any, pred: Any, trace: Any = None) -> float | bool:
+    def forward(self, example: Any, pred: Any, trace: Any = None) -> Prediction:
         scores = self.module(question=example.question, ground_truth=example.response,
                              system_response=pred.response)
-        score = f1(scores.precision, scores.recall)
-        return score if trace is None else score >= self.threshold
+        score = f1_score(scores.precision, scores.recall)
+        return Prediction(score=score if trace is None else score >= self.threshold)
 
 
 class CompleteAndGrounded(Module):
@@ -99,11 +102,11 @@ class CompleteAndGrounded(Module):
         self.completeness_module = ChainOfThought(AnswerCompleteness)
         self.groundedness_module = ChainOfThought(AnswerGroundedness)
 
-    def forward(self, example: Any, pred: Any, trace: Any = None) -> float | bool:
+    def forward(self, example: Any, pred: Any, trace: Any = None) -> Prediction:
         completeness = self.completeness_module(question=example.question, ground_truth=example.response,
                                                 system_response=pred.response)
         context = pred.context if isinstance(pred.context, str) else "\n".join(map(str, pred.context))
         groundedness = self.groundedness_module(question=example.question, retrieved_context=context,
                                                 system_response=pred.response)
-        score = f1(groundedness.groundedness, completeness.completeness)
-        return score if trace is None else score >= self.threshold
+        score = f1_score(groundedness.groundedness, completeness.completeness)
+        return Prediction(score=score if trace is None else score >= self.threshold)

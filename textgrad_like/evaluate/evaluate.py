@@ -147,7 +147,9 @@ class Evaluate:
     DSPy's arguments: ``display_progress``, ``display_table`` (``True`` or a row count; printed to stdout),
     ``max_errors``, ``provide_traceback``, ``failure_score`` (the score of a row whose program or metric
     raised), ``save_as_csv``/``save_as_json`` (file paths), ``timeout``/``straggler_limit`` (straggler
-    resubmission, see :class:`~textgrad_like.parallel.ParallelExecutor`). Ours: ``label_field`` (the
+    resubmission, see :class:`~textgrad_like.parallel.ParallelExecutor`), ``population_metric``
+    (``fn(examples, predictions) -> score`` over the whole devset — macro-F1, a correlation — whose value,
+    as it is, becomes ``result.score``; without ``metric`` the rows' scores are ``None``). Ours: ``label_field`` (the
     prediction field whose answers are counted; chosen automatically when ``None``) and
     ``collapse_share`` (warn when one answer covers at least this share of ≥ 10 examples).
     """
@@ -158,7 +160,8 @@ class Evaluate:
                  num_threads: int | None = None, display_progress: bool = False, display_table: bool | int = False,
                  max_errors: int | None = None, provide_traceback: bool | None = None, failure_score: float = 0.0,
                  save_as_csv: str | None = None, save_as_json: str | None = None, timeout: float | None = 120,
-                 straggler_limit: int = 3, label_field: str | None = None, collapse_share: float = COLLAPSE_SHARE,
+                 straggler_limit: int = 3, population_metric: Callable[[list[Example], list[Any]], Any] | None = None,
+                 label_field: str | None = None, collapse_share: float = COLLAPSE_SHARE,
                  callbacks: list[Any] | None = None, **kwargs: Any) -> None:
         if "return_outputs" in kwargs or "return_all_scores" in kwargs:
             raise EvaluationError("`return_outputs`/`return_all_scores` are gone (as in DSPy 3): the returned "
@@ -177,6 +180,7 @@ class Evaluate:
         self.save_as_json = save_as_json
         self.timeout = timeout
         self.straggler_limit = straggler_limit
+        self.population_metric = population_metric
         self.label_field = label_field
         self.collapse_share = collapse_share
         self.callbacks = list(callbacks or [])
@@ -189,8 +193,9 @@ class Evaluate:
                  straggler_limit: int | None = None) -> EvaluationResult:
         metric = metric if metric is not None else self.metric
         devset = self.devset if devset is None else devset
-        if metric is None:
-            raise EvaluationError("Evaluate needs a metric: Evaluate(devset=..., metric=answer_exact_match).")
+        if metric is None and self.population_metric is None:
+            raise EvaluationError("Evaluate needs a metric: Evaluate(devset=..., metric=answer_exact_match) "
+                                  "(or population_metric=fn(examples, predictions)).")
         if not devset:
             raise EvaluationError("The devset is empty: pass at least one Example to Evaluate(devset=...).")
         display_progress = self.display_progress if display_progress is None else display_progress
@@ -203,16 +208,24 @@ class Evaluate:
             description="Evaluate", timeout=self.timeout if timeout is ... else timeout,
             straggler_limit=self.straggler_limit if straggler_limit is None else straggler_limit)
 
-        def one(example: Example) -> tuple[Any, float]:
+        def one(example: Example) -> tuple[Any, float | None]:
+            if metric is None:
+                with no_grad():
+                    return program(**example.inputs()), None
             return score_example(program, metric, example)
 
         outputs = executor.run(one, devset)
-        results: list[tuple[Example, Any, float]] = [
-            (example, Prediction(), float(self.failure_score)) if out is None else (example, out[0], out[1])
+        failed = None if metric is None else float(self.failure_score)
+        results: list[tuple[Example, Any, Any]] = [
+            (example, Prediction(), failed) if out is None else (example, out[0], out[1])
             for example, out in zip(devset, outputs, strict=True)]
-        total = sum(r[2] for r in results)
-        score = round(100.0 * total / len(devset), 2)
-        logger.info("Average Metric: %s / %d (%.1f%%)", round(total, 2), len(devset), 100.0 * total / len(devset))
+        if self.population_metric is not None:
+            score = self.population_metric([r[0] for r in results], [r[1] for r in results])
+            logger.info("Population metric: %s", score)
+        else:
+            total = sum(r[2] for r in results)
+            score = round(100.0 * total / len(devset), 2)
+            logger.info("Average Metric: %s / %d (%.1f%%)", round(total, 2), len(devset), score)
         errors = [executor.errors[i] for i in executor.failed_indices]
         if errors:
             logger.warning("Evaluate: %d of %d examples failed (scored %s).", len(errors), len(devset),
@@ -220,7 +233,7 @@ class Evaluate:
         field, counts = label_distribution(results, self.label_field)
         collapsed = field is not None and counts is not None and _collapse_warning(
             results, field, counts, self.collapse_share, COLLAPSE_MIN_EXAMPLES)
-        name = _metric_name(metric)
+        name = _metric_name(metric if metric is not None else self.population_metric)
         if display_table:
             limit = None if isinstance(display_table, bool) else int(display_table)
             sys.stdout.write(format_table(results, limit, metric_name=name) + "\n")

@@ -1,15 +1,15 @@
 """Several LoRA adapters on one shared in-process model, and an LM view that generates with one of them.
 
-The weights of a local model are loaded once per process (:func:`~textgrad_like.lm.local_backend.get_backend`)
+The weights of a local model are loaded once per process (:func:`~textgrad_like.lm.local_backend.load_weights`)
 and shared by every :class:`~textgrad_like.lm.local.LocalLM` that names them. LoRA adapters (see
 :class:`textgrad_like.nn.lora.LoRA`) are injected into that shared model with peft, each under its own
-adapter name. An :class:`AdapterSwitch` per backend makes sure they never mix:
+adapter name. An :class:`AdapterSwitch` per loaded model makes sure they never mix:
 
-* every generation row is tagged (in the calling thread) with the adapter of the LM that asked for it;
-* the backend's batch runner is wrapped so that a dynamic batch is split into one sub-batch per
-  adapter, each run with exactly that adapter active (or with all adapters disabled for the plain
-  base model);
-* adding or removing adapters, switching between them and training hold the switch's lock.
+* every generation request carries the adapter it generates with (``GenerationRow.adapter``, set
+  from the LM's ``adapter_name``);
+* the decode engine runs rows of different adapters in separate forward passes, each with exactly
+  that adapter active (all adapters disabled for the plain base model), under the model's lock;
+* adding or removing adapters, switching between them and training hold the same lock.
 
 :class:`AdaptedLocalLM` is that view: ``AdaptedLocalLM(LM("local/embedded"), lora)`` behaves like the
 base LM (same settings, cache, history, usage) but generates with ``lora`` active. Its cache key
@@ -21,7 +21,6 @@ torch and peft are imported inside functions only.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import threading
 import warnings
@@ -32,57 +31,29 @@ from typing import Any
 from ..errors import ConfigurationError
 from .base import LMResponse
 from .local import LocalLM
-from .local_backend import GenerationRow, LocalBackend
+from .local_backend import LocalBackend
 
 logger = logging.getLogger(__name__)
 
-#: The adapter the calling thread generates with (``None``: the base model), read when rows are tagged.
-_ACTIVE_ADAPTER: contextvars.ContextVar[str | None] = contextvars.ContextVar("textgrad_like_lora_adapter",
-                                                                              default=None)
-_ROW_TAG = "lora_adapter"
 _SWITCHES_LOCK = threading.Lock()
 
 
 class AdapterSwitch:
     """Owns the peft adapters injected into one backend's model and switches between them.
 
-    Use :func:`get_switch` to obtain the switch of a backend; the first call wraps the backend's
-    ``generate`` and batch runner (once) so that generation honours per-row adapters.
+    Use :func:`get_switch` to obtain the switch of a backend's model; it registers itself as the
+    model's adapter activator, which the decode engine calls before each forward pass.
     """
 
     def __init__(self, backend: LocalBackend) -> None:
         self.backend = backend
-        self.lock = threading.RLock()
+        self.loaded = backend.loaded
+        self.lock = self.loaded.lock  # the model's lock: forward passes hold it too
         self._owners: dict[str, weakref.ref[Any]] = {}
         self._to_release: list[str] = []
         self._layers: list[Any] = []
         self._current: str | None | bool = False  # False: unknown (nothing switched yet)
-        self._install()
-
-    # -- wrapping the backend ---------------------------------------------------------------------
-    def _install(self) -> None:
-        backend = self.backend
-        original_generate = backend.generate
-        batcher = backend.batcher
-        original_run = batcher.run_batch
-
-        def tagged_generate(rows: list[GenerationRow]) -> list[GenerationRow]:
-            name = _ACTIVE_ADAPTER.get()
-            for row in rows:
-                setattr(row, _ROW_TAG, name)
-            return original_generate(rows)
-
-        def grouped_run(rows: list[GenerationRow]) -> None:
-            groups: dict[str | None, list[GenerationRow]] = {}
-            for row in rows:
-                groups.setdefault(getattr(row, _ROW_TAG, None), []).append(row)
-            for name, group in groups.items():
-                with self.lock:
-                    self.activate(name)
-                    original_run(group)
-
-        backend.generate = tagged_generate  # type: ignore[method-assign]
-        batcher.run_batch = grouped_run  # type: ignore[method-assign]
+        self.loaded.activate = self.activate
 
     # -- adapters ---------------------------------------------------------------------------------
     @property
@@ -214,12 +185,13 @@ class AdapterSwitch:
 
 
 def get_switch(backend: LocalBackend) -> AdapterSwitch:
-    """The :class:`AdapterSwitch` of ``backend`` (created, and the backend wrapped, on first use)."""
+    """The :class:`AdapterSwitch` of ``backend``'s loaded model (created on first use; every backend
+    over the same weights shares it)."""
     with _SWITCHES_LOCK:
-        switch = getattr(backend, "_adapter_switch", None)
+        switch = getattr(backend.loaded, "adapter_switch", None)
         if switch is None:
             switch = AdapterSwitch(backend)
-            backend._adapter_switch = switch  # type: ignore[attr-defined]
+            backend.loaded.adapter_switch = switch  # type: ignore[attr-defined]
         return switch
 
 
@@ -236,16 +208,6 @@ def linear_module_names(model: Any) -> list[str]:
             continue  # weights of an adapter, not a layer of the model
         names.add(parts[-2] if parts[-1] == "base_layer" and len(parts) > 1 else parts[-1])
     return sorted(names)
-
-
-@contextlib.contextmanager
-def generating_with(adapter_name: str | None) -> Iterator[None]:
-    """Generation requests made in this block (this thread/task) use ``adapter_name``."""
-    token = _ACTIVE_ADAPTER.set(adapter_name)
-    try:
-        yield
-    finally:
-        _ACTIVE_ADAPTER.reset(token)
 
 
 def as_local_lm(lm: Any, what: str = "LoRA") -> LocalLM:
@@ -267,7 +229,7 @@ class AdaptedLocalLM(LocalLM):
 
     It shares the base LM's loaded weights and request settings; only its own requests use the
     adapter. ``lora`` is a :class:`textgrad_like.nn.lora.LoRA` (anything with ``adapter_name``,
-    ``fingerprint()`` and ``ensure_ready()`` works).
+    and ``fingerprint()`` works).
     """
 
     def __init__(self, base_lm: Any, lora: Any) -> None:  # noqa: D107 - documented on the class
@@ -283,16 +245,16 @@ class AdaptedLocalLM(LocalLM):
     def _request(self, prompt: str | None, messages: list[dict[str, Any]] | None,
                  kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         messages, merged = super()._request(prompt, messages, kwargs)
-        self.lora.ensure_ready()
         merged["lora"] = self.lora.fingerprint()  # part of the cache key: new weights, new answers
         return messages, merged
 
     def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
+        kwargs.pop("lora", None)  # only splits the cache; the adapter rides on each row (adapter_name)
+        return super()._generate(messages, **kwargs)
+
+    def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         kwargs.pop("lora", None)
-        self.lora.ensure_ready()
-        get_switch(self.backend)
-        with generating_with(self.adapter_name):
-            return super()._generate(messages, **kwargs)
+        return super().stream(messages, **kwargs)
 
     def dump_state(self) -> dict[str, Any]:
         state = super().dump_state()

@@ -26,6 +26,7 @@ from ..callbacks import with_callbacks
 from ..errors import ConfigurationError, LMError
 from ..settings import settings
 from .cache import cache_key, get_cache, strip_secrets
+from .secrets import known_secrets, scrub_exception
 from .usage import Usage
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class LMResponse:
     cost: float | None = None
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # what a custom ``forward`` returned (shown as ``history[i]["response"]``; never cached)
+    raw: Any = field(default=None, repr=False, compare=False)
 
     # An OpenAI-shaped view, so code written against DSPy's ``lm.forward(...)`` can read it.
     @property
@@ -146,7 +149,7 @@ class BaseLM:
         cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
         return LMResponse(outputs=outputs, prompt_tokens=_int(_get(usage, "prompt_tokens")),
                           completion_tokens=_int(_get(usage, "completion_tokens")), cost=cost,
-                          model=str(_get(raw, "model") or self.model), extra={"raw": raw})
+                          model=str(_get(raw, "model") or self.model), raw=raw)
 
     def _check_outputs(self, response: Any) -> LMResponse:
         if not isinstance(response, LMResponse):
@@ -223,7 +226,7 @@ class BaseLM:
                 "prompt": plan.prompt,
                 "messages": messages,
                 "kwargs": strip_secrets(merged),
-                "response": response.extra.get("raw", response) if isinstance(response.extra, dict) else response,
+                "response": response.raw if response.raw is not None else response,
                 "outputs": list(response.outputs),
                 "usage": response.usage,
                 "cost": cost,
@@ -257,8 +260,9 @@ class BaseLM:
                 _publish_if_streaming(self, response)
             else:
                 response = self._check_outputs(self._generate_or_stream(request, merged))
-        except BaseException:
+        except BaseException as exc:
             plan.release()
+            scrub_exception(exc, known_secrets(merged))  # a server may echo the key in its error body
             raise
         return response, self._after(plan, request, merged, response)
 
@@ -286,8 +290,9 @@ class BaseLM:
             else:
                 response = await self._agenerate(request, **merged)
             response = self._check_outputs(response)
-        except BaseException:
+        except BaseException as exc:
             plan.release()
+            scrub_exception(exc, known_secrets(merged))  # a server may echo the key in its error body
             raise
         return response, self._after(plan, request, merged, response)
 

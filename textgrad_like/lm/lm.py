@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Generator
 from typing import Any
 
-from ..errors import ContextWindowExceededError, LMError
+from ..errors import ConfigurationError, ContextWindowExceededError, LMError
 from .base import BaseLM, LMResponse
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,57 @@ def _provider_error(model: str, exc: Exception) -> LMError:
                    "Check the model name, api_base and credentials.")
 
 
+def provider_supports_response_schema(lm: Any) -> bool:
+    """Whether ``lm`` is a provider LM whose model takes a JSON-schema ``response_format``
+    (``litellm.supports_response_schema``); ``False`` for anything else or when litellm cannot tell."""
+    if not isinstance(lm, LM) or getattr(type(lm), "_generate", None) is not LM._generate \
+            or getattr(lm, "model_type", None) != "chat" or not isinstance(getattr(lm, "model", None), str):
+        return False
+    return _supports_response_schema(lm.model)
+
+
+@functools.lru_cache(maxsize=256)
+def _supports_response_schema(model: str) -> bool:
+    try:
+        return bool(_litellm().supports_response_schema(model=model, custom_llm_provider=None))
+    except Exception:
+        return False
+
+
+# Model-name prefix -> the LM subclass that serves it: the class, or "module:Class" imported on first use
+# (``textgrad_like.lm`` registers "local/"; lm.py itself imports no backend).
+_LM_BACKENDS: dict[str, Any] = {}
+
+
+def register_lm_backend(prefix: str, backend: Any) -> None:
+    """Make ``LM("<prefix>...")`` build ``backend`` (an ``LM`` subclass, or ``"module:Class"`` naming
+    one, imported on first use) instead of the litellm ``LM``: ``register_lm_backend("local/", LocalLM)``."""
+    if not isinstance(prefix, str) or not prefix:
+        raise ConfigurationError("register_lm_backend needs a non-empty model-name prefix such as 'local/'.")
+    if not (isinstance(backend, str) and ":" in backend) and not (isinstance(backend, type) and issubclass(backend, LM)):
+        raise ConfigurationError("register_lm_backend needs an LM subclass or a 'module:Class' string naming one.")
+    _LM_BACKENDS[prefix] = backend
+
+
+def lm_backend_for(model: str) -> type[LM] | None:
+    """The LM subclass registered for the longest prefix of ``model``, or None (litellm's ``LM``)."""
+    matches = [p for p in _LM_BACKENDS if model.startswith(p)]
+    if not matches:
+        return None
+    prefix = max(matches, key=len)
+    backend = _LM_BACKENDS[prefix]
+    if isinstance(backend, str):
+        import importlib
+
+        module, _, name = backend.partition(":")
+        backend = getattr(importlib.import_module(module), name)
+        if not (isinstance(backend, type) and issubclass(backend, LM)):
+            raise ConfigurationError(f"The LM backend registered for {prefix!r} ({_LM_BACKENDS[prefix]}) is not an "
+                                     "LM subclass.")
+        _LM_BACKENDS[prefix] = backend
+    return backend
+
+
 class LM(BaseLM):
     """A language model behind litellm: ``LM("openai/gpt-4o-mini", temperature=0.0)``.
 
@@ -41,10 +93,10 @@ class LM(BaseLM):
     _cache_by_default = True
 
     def __new__(cls, model: str = "", *args: Any, **kwargs: Any) -> Any:
-        if cls is LM and isinstance(model, str) and model.startswith("local/"):
-            from .local import LocalLM
-
-            return super().__new__(LocalLM)
+        if cls is LM and isinstance(model, str):
+            backend = lm_backend_for(model)
+            if backend is not None:
+                return super().__new__(backend)
         return super().__new__(cls)
 
     def __init__(self, model: str, model_type: str = "chat", temperature: float | None = None,

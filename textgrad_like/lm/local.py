@@ -17,16 +17,12 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .base import LMResponse
+from .batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, GenerationRow
 from .constrained import DEFAULT_MAX_STRING_LENGTH, schema_from_response_format
+from .decoding import DEFAULT_PREFIX_CACHE_MB
 from .lm import LM
-from .local_backend import (
-    DEFAULT_BATCH_WAIT_MS,
-    DEFAULT_MAX_BATCH_SIZE,
-    GenerationRow,
-    LocalBackend,
-    get_backend,
-    resolve_source,
-)
+from .loading import resolve_source
+from .local_backend import LocalBackend, get_backend, unload
 
 logger = logging.getLogger(__name__)
 
@@ -38,29 +34,37 @@ _IGNORED_ARGS = frozenset({"rollout_id", "num_retries", "stream", "logprobs", "t
 
 
 class LocalLM(LM):
-    supports_response_schema = True  # adapters send the outputs' JSON schema; decoding follows it
-
     """An in-process model: ``LM("local/embedded", temperature=0.0, max_tokens=64)``.
 
     Args:
         model: ``"local/embedded"``, ``"local/<model dir>"``, ``"local/<file.gguf>"`` or ``"local/<hub id>"``
             (hub ids must already be in the Hugging Face cache unless ``allow_download=True``).
-        device: ``None``/``"cpu"`` (default) or ``"cuda"``/``"cuda:N"``.
-        dtype: torch dtype or its name; default float32 on CPU, bfloat16/float16 on GPU.
+        device: ``None``/``"cpu"`` (default), ``"auto"`` (a CUDA GPU when torch sees one) or
+            ``"cuda"``/``"cuda:N"``; every device uses the same continuous batching.
+        dtype: ``"auto"`` (default: on CPU the faster of float32 and bfloat16, measured once per model
+            and machine, bfloat16 only where it keeps float32's greedy tokens; bfloat16/float16 on GPU),
+            a torch dtype or its name, or ``"int8"`` (dynamic quantisation; a row's tokens then depend
+            on the other rows of its batch).
         gguf_file: the .gguf file inside the model directory (or hub repo) to load.
-        max_batch_size: most rows one batched decode may hold.
-        batch_wait_ms: how long the first request of a batch waits for others to join.
+        max_batch_size: most rows decoding at once.
+        batch_wait_ms: how long the first request to an idle model waits for others; requests that
+            arrive while rows are decoding join at the next step.
+        prefix_cache_mb: memory for the KV of shared prompt prefixes (0 turns the reuse off).
         allow_download: let transformers fetch a hub id that is not cached.
         max_string_length: ``maxLength`` given to free-text strings of JSON-schema constraints.
         **kwargs: request defaults such as ``top_p``, ``n``, ``stop``, ``response_format``.
     """
+
+    supports_response_schema = True  # adapters send the outputs' JSON schema; decoding follows it
+    adapter_name: str | None = None  # the LoRA adapter its requests generate with (see AdaptedLocalLM)
 
     def __init__(self, model: str, model_type: str = "chat", temperature: float | None = None,
                  max_tokens: int | None = None, cache: bool = True, num_retries: int = 3,
                  callbacks: list[Any] | None = None, budget: Any = None, *, device: str | None = None,
                  dtype: Any = None, gguf_file: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                  batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS, allow_download: bool = False,
-                 max_string_length: int = DEFAULT_MAX_STRING_LENGTH, **kwargs: Any) -> None:
+                 max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+                 prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB, **kwargs: Any) -> None:
         super().__init__(model, model_type=model_type, temperature=temperature, max_tokens=max_tokens, cache=cache,
                          num_retries=num_retries, callbacks=callbacks, budget=budget, **kwargs)
         if model_type not in ("chat", "text"):
@@ -72,6 +76,7 @@ class LocalLM(LM):
         self.batch_wait_ms = batch_wait_ms
         self.allow_download = allow_download
         self.max_string_length = max_string_length
+        self.prefix_cache_mb = prefix_cache_mb
         # Cheap checks now (missing path, missing package); the weights load on first use.
         self.source = resolve_source(model.removeprefix("local/"), gguf_file)
 
@@ -79,12 +84,20 @@ class LocalLM(LM):
     def backend(self) -> LocalBackend:
         """The shared loaded model (loads it on first access)."""
         return get_backend(self.source, self.device, self.dtype, self.max_batch_size, self.batch_wait_ms,
-                           self.allow_download)
+                           self.allow_download, self.prefix_cache_mb)
 
     def load(self) -> LocalLM:
         """Load the weights now instead of on the first call; returns ``self``."""
         _ = self.backend
         return self
+
+    def launch(self, launch_kwargs: dict[str, Any] | None = None) -> None:
+        """Load the weights now (DSPy's ``launch()`` for a local model); calls would load them anyway."""
+        self.load()
+
+    def kill(self, launch_kwargs: dict[str, Any] | None = None) -> None:
+        """Drop this model's loaded weights from the process (the next call loads them again)."""
+        unload(self.source)
 
     @property
     def context_length(self) -> int:
@@ -161,7 +174,7 @@ class LocalLM(LM):
                                          max_string_length=max_string_length)
         rows = [GenerationRow(prompt_ids=prompt_ids, max_new_tokens=limit, temperature=temperature, top_p=top_p,
                               constraint=spec.new_state() if spec is not None else None, stop=stop,
-                              on_text=on_text if n == 1 else None)
+                              adapter=self.adapter_name, on_text=on_text if n == 1 else None)
                 for _ in range(n)]
         backend.generate(rows)
         return LMResponse(outputs=[r.text for r in rows], prompt_tokens=len(prompt_ids),

@@ -17,13 +17,14 @@ checkpoints, logs and error messages all agree:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["CREDENTIAL_NAMES", "REDACTED", "is_secret_key", "redact_mapping", "redact_text", "redact_url",
-           "scrub_exception", "secret_values", "strip_mapping"]
+           "known_secrets", "scrub_exception", "secret_values", "strip_mapping"]
 
 REDACTED = "***"
 
@@ -181,6 +182,13 @@ def secret_values(*objs: Any) -> list[str]:
     for obj in objs:
         walk(obj, False, 0)
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def known_secrets(*objs: Any) -> list[str]:
+    """:func:`secret_values` of ``objs`` plus the values of credential environment variables
+    (``OPENAI_API_KEY``...), which litellm reads when no key is passed."""
+    env = {name: value for name, value in os.environ.items() if is_secret_key(name)}
+    return secret_values(*objs, env)
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

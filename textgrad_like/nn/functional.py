@@ -29,8 +29,9 @@ from typing import Any
 
 from ..errors import ConfigurationError, InputError, LMError
 from ..settings import settings
-from .graph import Graph, Node, current_graph, is_grad_enabled
+from .graph import Graph, LMNode, current_graph, is_grad_enabled
 from .parameter import Instruction, Parameter, Variable
+from .traced import sources_of, trace
 
 __all__ = ["llm_call", "formatted_llm_call", "graph_of", "resolve_lm", "lm_text"]
 
@@ -77,12 +78,9 @@ def _text(value: Any) -> str:
 
 
 def _merge_into(target: Graph, other: Graph) -> None:
-    """Add the nodes of ``other`` to ``target`` (in creation order), keeping their links."""
-    present = {id(n) for n in target.nodes}
+    """Add the nodes of ``other`` to ``target`` (in creation order); their edges were recorded when made."""
     for node in sorted(other.nodes, key=lambda n: n.id):
-        if id(node) not in present:
-            target.add(node)
-            present.add(id(node))
+        target.add(node)
 
 
 def _graph_for(values: list[Any], needs_grad: bool) -> Graph | None:
@@ -130,14 +128,17 @@ def _record(name: str, module: Any, inputs: dict[str, Any], response: str, syste
             params: list[Parameter], role_description: str, prompt: str) -> Variable:
     variables = [v for v in inputs.values() if isinstance(v, Variable)]
     trainable = [p for p in params if isinstance(p, Variable) and p.requires_grad]
-    needs_grad = is_grad_enabled() and bool(trainable or any(v.requires_grad for v in variables))
+    traced = any(sources_of(v) for v in inputs.values() if not isinstance(v, Variable))
+    needs_grad = is_grad_enabled() and bool(trainable or traced or any(v.requires_grad for v in variables))
     extra = [system_prompt] if isinstance(system_prompt, Variable) else []
     graph = _graph_for([*variables, *extra], needs_grad)
     output = Variable(response, role_description=role_description, requires_grad=needs_grad)
     if graph is not None:
         used = [*params, *(v for v in variables if all(v is not p for p in params))]
-        graph.add(Node(name=name, module=module, inputs=dict(inputs), outputs={"response": output},
-                       params=used, prompt=prompt))
+        node = LMNode(name=name, module=module, inputs=dict(inputs), outputs={"response": output}, params=used,
+                      prompt=prompt)
+        trace(output, node)  # the output Variable's grad_fn
+        graph.add(node)
         output.graph = graph  # type: ignore[attr-defined]
     return output
 

@@ -2,14 +2,16 @@
 
     lora = LoRA(LM("local/embedded"), r=8, alpha=16)
     lora.attach(program.predict)              # predict.lora = lora; predict.lm generates with it
-    opt = torch.optim.AdamW(program.parameters(kind="lora"), lr=1e-3)
+    opt = torch.optim.AdamW(program.parameters(kind="lora"), lr=1e-3)   # == lora.tensors()
     loss = SFTLoss()(traces); loss.backward(); opt.step()
 
 The adapter lives in the shared in-process model (one model, many adapters; see
 :mod:`textgrad_like.lm.adapted`). ``tensors()`` are the adapter's trainable torch tensors.
-``state()`` is a JSON reference (file name, config, sha256 of the weights); ``Module.save`` writes
-the weights as ``<json stem>.<parameter name>.safetensors`` beside the JSON file and ``Module.load``
-reads them back bit-exactly.
+``state()`` is a snapshot (:class:`LoRAState`): a JSON reference (config, sha256) holding a CPU copy of
+the weights, so ``best = program.state_dict()`` … ``program.load_state_dict(best)`` restores them bit for
+bit however many snapshots were taken. ``Module.save`` writes the weights to
+``<json stem>.<parameter name>.safetensors`` beside the JSON (file I/O: :mod:`textgrad_like.nn.lora_io`)
+and ``Module.load`` reads and checks them before anything is changed.
 
 Deep copies of a program share their LoRA weights, as they share the loaded model; use
 :meth:`LoRA.clone` for an independent copy.
@@ -17,53 +19,56 @@ Deep copies of a program share their LoRA weights, as they share the loaded mode
 
 from __future__ import annotations
 
-import collections
-import hashlib
+import itertools
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, StateDictError
 from ..lm.adapted import AdaptedLocalLM, AdapterSwitch, as_local_lm, get_switch
-from .module import Module, _load_hooks, _save_hooks
+from .lora_io import WEIGHTS_FORMAT, load_weights, save_weights, tensors_digest, weights_file_name
+from .module import Module
 from .parameter import Parameter
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = "textgrad_like.lora/1"
-_SNAPSHOT_LIMIT = 16
-_snapshots: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
-_snapshots_lock = threading.Lock()
-_counter_lock = threading.Lock()
-_counter = 0
+STATE_FORMAT = WEIGHTS_FORMAT
+_names = itertools.count(1)
 
 
 def _next_default_name() -> str:
-    global _counter
-    with _counter_lock:
-        _counter += 1
-        return f"lora_{_counter}"
+    return f"lora_{next(_names)}"
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "lora"
 
 
-def tensors_digest(tensors: dict[str, Any]) -> str:
-    """sha256 over the keys, dtypes, shapes and raw bytes of ``tensors`` (in key order)."""
-    import torch
+class LoRAState(dict):  # type: ignore[type-arg]
+    """What ``LoRA.state()`` returns: a JSON-able reference (format, adapter, config, sha256) that also
+    holds a private CPU copy of the weights in ``.weights`` (not a dict item, so ``json.dumps`` writes the
+    reference only). ``load_state_dict`` restores these weights bit for bit however many snapshots exist;
+    ``Module.save`` writes them to a ``.safetensors`` file."""
 
-    digest = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].detach().to("cpu").contiguous()
-        digest.update(key.encode("utf-8"))
-        digest.update(str(t.dtype).encode("utf-8"))
-        digest.update(str(tuple(t.shape)).encode("utf-8"))
-        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    weights: dict[str, Any] | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LoRAState:
+        import copy
+
+        new = LoRAState(copy.deepcopy(dict(self), memo))
+        new.weights = self.weights  # a snapshot is never changed in place: copies share it
+        return new
+
+    def __reduce__(self) -> Any:
+        return (_restore_state, (dict(self), self.weights))
+
+
+def _restore_state(items: dict[str, Any], weights: dict[str, Any] | None) -> LoRAState:
+    state = LoRAState(items)
+    state.weights = weights
+    return state
 
 
 class LoRA(Parameter):
@@ -105,7 +110,6 @@ class LoRA(Parameter):
         self.lm = base
         self.r, self.alpha, self.dropout, self.target_modules = int(r), float(alpha), float(dropout), targets
         self.seed = seed
-        self._pending: dict[str, Any] | None = None
         self._digest_cache: tuple[tuple[int, ...], str] | None = None
         self.adapter_name = self._attach_new(_safe(name) if name else _next_default_name())
 
@@ -156,10 +160,15 @@ class LoRA(Parameter):
         for tensor in getattr(self, "_tensors", {}).values():
             tensor.requires_grad_(self._requires_grad)
 
-    def zero_grad(self) -> None:
-        super().zero_grad()
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the tensors' ``.grad`` (``None``, or zeros in place with ``set_to_none=False``, as torch)."""
+        super().zero_grad(set_to_none)
         for tensor in self._tensors.values():
-            tensor.grad = None
+            if set_to_none or tensor.grad is None:
+                tensor.grad = None
+            else:
+                tensor.grad.detach_()
+                tensor.grad.zero_()
 
     # -- value / state ----------------------------------------------------------------------------
     @property
@@ -197,7 +206,6 @@ class LoRA(Parameter):
         with self.switch.lock, torch.no_grad():
             for key, target in self._tensors.items():
                 target.copy_(tensors[key].to(device=target.device, dtype=target.dtype))
-        self._pending = None
 
     def cpu_tensors(self) -> dict[str, Any]:
         """Detached CPU copies of the weights (for saving)."""
@@ -222,29 +230,20 @@ class LoRA(Parameter):
         """Adapter name + weight digest: what the adapted LM adds to its cache key."""
         return f"{self.adapter_name}:{self.digest()[:16]}"
 
-    def ensure_ready(self) -> None:
-        """Raise :class:`StateDictError` if a loaded state referenced weights that were never read."""
-        if self._pending is not None:
-            raise StateDictError(
-                f"The weights of LoRA {self.adapter_name!r} were referenced by a state dict but not loaded from their "
-                ".safetensors file. Load the program with module.load(path) (it reads the file beside the JSON), "
-                "or call lora.load_file(path).")
-
-    def state(self) -> dict[str, Any]:
-        """A JSON reference to the weights: format, adapter name, config, sha256 (and the file, once saved).
-        The weights themselves are kept in memory under their digest, so ``load_state_dict(state_dict())``
-        restores them in this process; ``Module.save``/``load`` write/read the ``.safetensors`` file."""
+    def state(self) -> LoRAState:
+        """A snapshot: a JSON reference to the weights (format, adapter name, config, sha256) holding a CPU
+        copy of them, so ``load_state_dict(state_dict())`` restores them exactly (see :class:`LoRAState`)."""
         tensors = self.cpu_tensors()
-        digest = tensors_digest(tensors)
-        with _snapshots_lock:
-            _snapshots[digest] = tensors
-            _snapshots.move_to_end(digest)
-            while len(_snapshots) > _SNAPSHOT_LIMIT:
-                _snapshots.popitem(last=False)
-        return {"format": STATE_FORMAT, "adapter": self.adapter_name, "base_model": self.lm.model,
-                "config": self.config(), "num_parameters": self.num_parameters(), "sha256": digest, "file": None}
+        state = LoRAState({"format": STATE_FORMAT, "adapter": self.adapter_name, "base_model": self.lm.model,
+                           "config": self.config(), "num_parameters": self.num_parameters(),
+                           "sha256": tensors_digest(tensors), "file": None})
+        state.weights = tensors
+        return state
 
-    def load_state(self, state: Any) -> None:
+    def parse_state(self, state: Any) -> dict[str, Any] | None:
+        """The weights a state refers to (checked against this adapter), or ``None`` when they are the
+        current ones. Raises :class:`StateDictError` now — not at the next forward — when the weights
+        are not available (a JSON reference without its ``.safetensors`` file)."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise StateDictError(f"LoRA {self.adapter_name!r} expects a state written by LoRA.state() "
                                  f"(format {STATE_FORMAT!r}); got {type(state).__name__}.")
@@ -254,50 +253,56 @@ class LoRA(Parameter):
         if diff:
             raise StateDictError(f"Saved LoRA config does not match adapter {self.adapter_name!r} "
                                  f"(saved, current): {diff}. Create the LoRA with the saved r and target_modules.")
+        weights = getattr(state, "weights", None)
+        if weights is not None:
+            return self.validate(weights)
         digest = state.get("sha256")
         if digest and digest == self.digest():
-            self._pending = None
-            return
-        with _snapshots_lock:
-            snapshot = _snapshots.get(digest) if digest else None
-        if snapshot is not None:
-            self.copy_from(snapshot)
-            return
-        path = state.get("path")
-        if path:
-            self.load_file(path, expected_sha256=digest)
-            return
-        self._pending = dict(state)  # Module.load's hook reads the file next to the JSON
+            return None
+        raise StateDictError(f"The state of LoRA {self.adapter_name!r} is a reference to weights (sha256 "
+                             f"{str(digest)[:12]}...) that are not in memory and no weights file was read. Load "
+                             "a saved program with module.load(path) (it reads the .safetensors file beside the "
+                             "JSON), or pass the state_dict() object itself, not a JSON copy of it.")
+
+    def apply_state(self, prepared: dict[str, Any] | None) -> None:
+        if prepared is not None:
+            self.copy_from(prepared)
+
+    def write_saved_state(self, state: Any, folder: str, stem: str, name: str) -> dict[str, Any]:
+        """Write the snapshot's weights to ``<stem>.<name>.safetensors`` in ``folder``; returns the JSON reference."""
+        weights = getattr(state, "weights", None)
+        if weights is None:
+            raise StateDictError(f"LoRA {name!r}: no weights to save in this state.")
+        file = weights_file_name(stem, name)
+        digest = save_weights(os.path.join(folder, file), weights,
+                              {"r": str(self.r), "alpha": str(self.alpha), "target_modules": ",".join(self.target_modules)})
+        logger.info("Saved LoRA %s (%d parameters) to %s", name, self.num_parameters(), file)
+        return {**state, "file": file, "sha256": digest}
+
+    def read_saved_state(self, saved: Any, folder: str) -> Any:
+        """Read the weights file a saved reference names (from ``folder``), checking its sha256."""
+        if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+            return saved  # parse_state reports it
+        file = saved.get("file")
+        if not file:
+            if saved.get("sha256") == self.digest():
+                return saved
+            raise StateDictError("The saved state names no .safetensors file; it was not written by Module.save. "
+                                 "Save the program again.")
+        if not isinstance(file, str) or os.path.basename(file) != file:
+            raise StateDictError(f"The saved weights file name {file!r} must be a file name beside the JSON.")
+        state = LoRAState(saved)
+        state.weights = load_weights(os.path.join(folder, file), expected_sha256=saved.get("sha256"))
+        return state
 
     def save_file(self, path: str | os.PathLike[str]) -> str:
-        """Write the weights to a ``.safetensors`` file; returns their sha256."""
-        from safetensors.torch import save_file
-
-        tensors = self.cpu_tensors()
-        digest = tensors_digest(tensors)
-        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-        os.makedirs(folder, exist_ok=True)
-        save_file(tensors, os.fspath(path), metadata={"format": STATE_FORMAT, "sha256": digest,
-                                                      "r": str(self.r), "alpha": str(self.alpha),
-                                                      "target_modules": ",".join(self.target_modules)})
-        return digest
+        """Write the current weights to a ``.safetensors`` file; returns their sha256."""
+        return save_weights(path, self.cpu_tensors(), {"r": str(self.r), "alpha": str(self.alpha),
+                                                       "target_modules": ",".join(self.target_modules)})
 
     def load_file(self, path: str | os.PathLike[str], expected_sha256: str | None = None) -> None:
         """Read weights written by :meth:`save_file`; with ``expected_sha256`` they must match bit for bit."""
-        from safetensors.torch import load_file
-
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise StateDictError(f"LoRA weights file {path!r} is missing. Keep the .safetensors files next to the "
-                                 "saved JSON (Module.save writes them there).")
-        try:
-            tensors = load_file(path)
-        except Exception as exc:
-            raise StateDictError(f"Cannot read LoRA weights from {path!r}: {type(exc).__name__}: {exc}") from None
-        if expected_sha256 and tensors_digest(tensors) != expected_sha256:
-            raise StateDictError(f"LoRA weights in {path!r} do not match the sha256 recorded in the saved state; the "
-                                 "file was changed or belongs to another save. Save the program again.")
-        self.copy_from(tensors)
+        self.copy_from(load_weights(path, expected_sha256))
 
     # -- using it ---------------------------------------------------------------------------------
     def adapted_lm(self) -> AdaptedLocalLM:
@@ -378,50 +383,3 @@ def reattach_loras(program: Module, previous_lms: Iterable[Any] | None = None) -
             predictor.lm = before[i]
             fixed += 1
     return fixed
-
-
-# -- Module.save / Module.load hooks ----------------------------------------------------------------
-def _weights_file(json_path: str, param_name: str) -> str:
-    stem = os.path.basename(json_path)
-    if stem.endswith(".json"):
-        stem = stem[:-5]
-    return f"{stem}.{_safe(param_name)}.safetensors"
-
-
-def _save_lora_files(module: Module, path: str, data: dict[str, Any]) -> None:
-    state = data.get("state_dict")
-    if not isinstance(state, dict):
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    for pname, param in module.named_parameters(kind="lora"):
-        if not isinstance(param, LoRA) or not isinstance(state.get(pname), dict):
-            continue
-        file = _weights_file(path, pname)
-        digest = param.save_file(os.path.join(folder, file))
-        state[pname]["file"] = file
-        state[pname]["sha256"] = digest
-        logger.info("Saved LoRA %s (%d parameters) to %s", pname, param.num_parameters(), file)
-
-
-def _load_lora_files(module: Module, path: str, data: dict[str, Any]) -> None:
-    state = data.get("state_dict")
-    if not isinstance(state, dict):
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    for pname, param in module.named_parameters(kind="lora"):
-        ref = state.get(pname)
-        if not isinstance(param, LoRA) or not isinstance(ref, dict):
-            continue
-        if param._pending is None and ref.get("sha256") == param.digest():
-            continue
-        file = ref.get("file")
-        if not file:
-            raise StateDictError(f"The saved state of {pname!r} names no .safetensors file; it was not written by "
-                                 "Module.save. Save the program again.")
-        param.load_file(os.path.join(folder, file), expected_sha256=ref.get("sha256"))
-
-
-if _save_lora_files not in _save_hooks:
-    _save_hooks.append(_save_lora_files)
-if _load_lora_files not in _load_hooks:
-    _load_hooks.append(_load_lora_files)

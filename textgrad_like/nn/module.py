@@ -1,8 +1,10 @@
-"""``Module``: the base class of every program, with a torch-style parameter registry.
+"""``Module``: the base class of every program, with torch's parameter and submodule registries.
 
-Assigning a :class:`Parameter` or a :class:`Module` to an attribute registers it, as in
-``torch.nn.Module`` — also in classes whose ``__init__`` never calls ``super().__init__()``, as
-DSPy programs are often written. Modules inside lists, tuples and dicts are found too.
+Assigning a :class:`Parameter` or a :class:`Module` to an attribute stores it in ``_parameters`` /
+``_modules``, as ``torch.nn.Module`` does — also in classes whose ``__init__`` never calls
+``super().__init__()``, as DSPy programs are often written. Modules inside plain lists, tuples and
+dicts are children too (DSPy's style); :mod:`textgrad_like.nn.containers` has torch's containers.
+Saving and loading (formats, DSPy's files, what a file may change) is in :mod:`textgrad_like.nn.saving`.
 """
 
 from __future__ import annotations
@@ -11,21 +13,25 @@ import copy
 import json
 import logging
 import os
-import platform
-from collections.abc import Iterator
-from typing import Any
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 from ..callbacks import with_callbacks
 from ..errors import ConfigurationError, StateDictError
+from ..lm.secrets import strip_mapping
 from ..lm.usage import track_usage
 from ..primitives import Prediction
 from ..settings import settings
+from . import saving
 from .graph import Graph, _current_graph, _forward_scope, is_grad_enabled
 from .parameter import Parameter
+from .saving import STATE_FORMAT
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = "textgrad_like.program/1"
+# attributes set by Module itself that never hold parameters or children
+_PLAIN_ATTRIBUTES = frozenset({"callbacks", "training"})
 
 
 class Module:
@@ -41,6 +47,11 @@ class Module:
         self._compiled = False
 
     # --- registry ------------------------------------------------------------------------------
+    # As in torch, ``_parameters`` and ``_modules`` are where parameter and submodule attributes live
+    # (``self.x`` reads them through ``__getattr__``); they are created on first assignment, so classes
+    # whose ``__init__`` skips ``super().__init__()`` work too. Names starting with ``_`` stay plain
+    # attributes (a private helper module is not a child). Modules inside plain lists, tuples and dicts
+    # (DSPy's style) are children too, named ``name[0]`` / ``name['key']``.
     def _registry(self, which: str) -> dict[str, Any]:
         reg = self.__dict__.get(which)
         if reg is None:
@@ -49,37 +60,99 @@ class Module:
         return reg
 
     def __setattr__(self, name: str, value: Any) -> None:
-        current = self.__dict__.get(name)
-        if isinstance(current, Parameter) and not isinstance(value, Parameter):
-            current.value = value  # e.g. predictor.demos = [...] keeps the parameter object
+        if name.startswith("_") or name in _PLAIN_ATTRIBUTES or isinstance(getattr(type(self), name, None), property):
+            object.__setattr__(self, name, value)
             return
-        if not name.startswith("_"):
-            params, modules = self._registry("_parameters"), self._registry("_modules")
-            params.pop(name, None)
-            modules.pop(name, None)
-            if isinstance(value, Parameter):
-                params[name] = value
-            elif isinstance(value, Module):
-                modules[name] = value
-        object.__setattr__(self, name, value)
+        params, modules = self._registry("_parameters"), self._registry("_modules")
+        current = params.get(name)
+        if current is not None and value is not None and not isinstance(value, Parameter):
+            current.assign_from_attribute(value)  # Demos takes a list; text parameters raise TypeError
+            return
+        params.pop(name, None)
+        modules.pop(name, None)
+        if isinstance(value, (Parameter, Module)):
+            (params if isinstance(value, Parameter) else modules)[name] = value
+            if hasattr(type(self), name):  # a class attribute of that name would hide the registry entry
+                object.__setattr__(self, name, value)
+            else:
+                self.__dict__.pop(name, None)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
+        d = self.__dict__
+        for which in ("_parameters", "_modules"):
+            reg = d.get(which)
+            if reg is not None and name in reg:
+                return reg[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
-        self._registry("_parameters").pop(name, None)
-        self._registry("_modules").pop(name, None)
+        for which in ("_parameters", "_modules"):
+            reg = self.__dict__.get(which)
+            if reg is not None and name in reg:
+                del reg[name]
+                self.__dict__.pop(name, None)
+                return
         object.__delattr__(self, name)
 
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self._registry("_parameters"), *self._registry("_modules")})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # programs pickled before the registries were the store kept parameters in __dict__ as well
+        params, modules = state.get("_parameters") or {}, state.get("_modules") or {}
+        self.__dict__.update({k: v for k, v in state.items()
+                              if (k not in params and k not in modules) or hasattr(type(self), k)})
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add a parameter under ``name`` (``None`` removes it), as ``torch.nn.Module.register_parameter``."""
+        self._check_new_name(name, "parameter")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter needs a textgrad_like.nn.Parameter (or None), got "
+                            f"{type(param).__name__}; wrap text in Variable(...)/Instruction(...).")
+        if param is None:
+            self._registry("_parameters").pop(name, None)
+            return
+        setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Add a child module under ``name`` (``None`` removes it), as ``torch.nn.Module.add_module``."""
+        self._check_new_name(name, "module")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module needs a textgrad_like.nn.Module (or None), got {type(module).__name__}.")
+        if module is None:
+            self._registry("_modules").pop(name, None)
+            return
+        self._registry("_parameters").pop(name, None)
+        self.__dict__.pop(name, None)
+        self._registry("_modules")[name] = module
+
+    def register_module(self, name: str, module: Module | None) -> None:
+        """Alias of :meth:`add_module` (as in torch)."""
+        self.add_module(name, module)
+
+    def _check_new_name(self, name: str, what: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"The {what} name must be a string, got {type(name).__name__}.")
+        if not name or "." in name:
+            raise KeyError(f"The {what} name {name!r} must be non-empty and contain no '.'.")
+        if name.startswith("_"):
+            raise KeyError(f"The {what} name {name!r} must not start with '_' (such attributes are never registered).")
+        known = name in self._registry("_parameters") or name in self._registry("_modules")
+        if not known and (name in self.__dict__ or hasattr(type(self), name)):
+            raise KeyError(f"Attribute {name!r} already exists on {type(self).__name__} and is not a {what}.")
+
     def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for name, value in list(self.__dict__.items()):
-            if isinstance(value, Parameter) and not name.startswith("_"):
-                yield name, value
+        yield from list(self._registry("_parameters").items())
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Registered child modules (registration order), then modules inside plain lists, tuples and dicts."""
+        yield from list(self._registry("_modules").items())
         for name, value in list(self.__dict__.items()):
-            if name.startswith("_") or name == "callbacks":
+            if name.startswith("_") or name in _PLAIN_ATTRIBUTES:
                 continue
-            if isinstance(value, Module):
-                yield name, value
-            elif isinstance(value, (list, tuple)):
+            if isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
                     if isinstance(item, Module):
                         yield f"{name}[{i}]", item
@@ -92,23 +165,59 @@ class Module:
         for _, child in self.named_children():
             yield child
 
-    def named_modules(self, prefix: str = "", memo: set[int] | None = None) -> Iterator[tuple[str, Module]]:
+    def named_modules(self, prefix: str = "", memo: set[int] | None = None,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
-        memo.add(id(self))
+        if remove_duplicate:
+            memo.add(id(self))
         yield prefix, self
         for name, child in self.named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo, remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
+    def apply(self, fn: Any) -> Module:
+        """Call ``fn`` on every child module (recursively), then on this one; returns ``self`` (as torch)."""
+        for child in list(self.children()):
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at a dotted path from :meth:`named_modules` (``"layers.0"``, ``"drafts[1]"``);
+        ``""`` is this module. Raises ``AttributeError`` naming the missing step, as torch."""
+        if target == "":
+            return self
+        obj: Any = self
+        walked = ""
+        for part in _path_parts(target):
+            try:
+                obj = _step(obj, part)
+            except (AttributeError, KeyError, IndexError, ValueError, TypeError):
+                raise AttributeError(f"{type(self).__name__} has no submodule {target!r}: "
+                                     f"{walked or 'the module'} has no {part!r}.") from None
+            walked = f"{walked}.{part}" if walked and not part.startswith("[") else walked + part
+            if not isinstance(obj, Module):
+                raise AttributeError(f"{walked!r} in {target!r} is a {type(obj).__name__}, not a Module.")
+        return obj
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at a dotted name from :meth:`named_parameters` (``"layers.0.instruction"``)."""
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        param = module._registry("_parameters").get(name)
+        if param is None:
+            raise AttributeError(f"{type(module).__name__} at {module_path or 'the root'!r} has no parameter {name!r}.")
+        return param
+
     def named_parameters(self, prefix: str = "", recurse: bool = True,
                          kind: str | type | None = None) -> Iterator[tuple[str, Parameter]]:
         """``(dotted name, parameter)`` pairs; ``kind="instruction" | "demos" | "lora" | "variable"``
-        or a Parameter class filters them."""
+        or a Parameter class filters them. A LoRA is yielded as its :class:`~textgrad_like.nn.LoRA` parameter."""
         seen: set[int] = set()
         modules = self.named_modules(prefix) if recurse else iter([(prefix, self)])
         for mod_name, module in modules:
@@ -127,9 +236,11 @@ class Module:
                 yield full, param
 
     def parameters(self, recurse: bool = True, kind: str | type | None = None) -> Iterator[Any]:
-        """The parameters; for ``kind="lora"`` the LoRA tensors themselves, ready for a torch optimizer."""
+        """The parameters, LoRA adapters included as :class:`~textgrad_like.nn.LoRA` parameters (a text
+        optimizer leaves them to a torch optimizer). ``kind="lora"`` yields the LoRA *torch tensors*
+        instead, ready for ``torch.optim`` (the same as ``lora.tensors()`` for each adapter)."""
         for _, param in self.named_parameters(recurse=recurse, kind=kind):
-            if param.kind == "lora" and hasattr(param, "tensors"):
+            if kind == "lora":
                 yield from param.tensors()
             else:
                 yield param
@@ -181,11 +292,24 @@ class Module:
             param.requires_grad_(requires_grad)
         return self
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter (torch's ``set_to_none`` semantics)."""
         for _, param in self.named_parameters():
-            param.zero_grad()
+            param.zero_grad(set_to_none=set_to_none)
 
     # --- copies ---------------------------------------------------------------------------------
+    def __copy__(self) -> Module:
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)  # shares the registries, as a shallow copy of a torch module does
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle state (``save_program=True``, ``.pkl``): per-module LM ``config`` loses its credentials."""
+        state = dict(self.__dict__)
+        if isinstance(state.get("config"), Mapping):
+            state["config"] = strip_mapping(state["config"])
+        return state
+
     def deepcopy(self) -> Module:
         return copy.deepcopy(self)
 
@@ -207,90 +331,165 @@ class Module:
 
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{dotted parameter name: JSON value}`` for every text/demo parameter (LoRA: its file reference)."""
+        """``{dotted parameter name: snapshot}``: text and demos as JSON values, a LoRA as a reference
+        that also holds a copy of its weights (so ``load_state_dict`` restores them bit for bit)."""
         return {name: copy.deepcopy(param.state()) for name, param in self.named_parameters()}
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Module:
-        if not isinstance(state, dict):
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Load a :meth:`state_dict`. All or nothing: every value is checked before any is set.
+
+        Returns torch's ``(missing_keys, unexpected_keys)`` named tuple; with ``strict=True`` (default)
+        either list being non-empty is a :class:`StateDictError` (with ``.missing_keys`` and
+        ``.unexpected_keys``). With ``strict=False`` the matching keys are loaded.
+        """
+        self._plan_state_dict(state, strict)()
+        own = dict(self.named_parameters())
+        return IncompatibleKeys([k for k in own if k not in state], [k for k in state if k not in own])
+
+    def _plan_state_dict(self, state: Any, strict: bool, folder: str | None = None) -> Any:
+        if not isinstance(state, Mapping):
             raise StateDictError(f"load_state_dict needs a dict, got {type(state).__name__}.")
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
-            raise StateDictError(f"State does not fit this module: missing keys {missing}, unexpected keys "
-                                 f"{unexpected}. Pass strict=False to load the keys that match.")
+            raise saving.mismatch_error("The state dict", missing, unexpected,
+                                        "Pass strict=False to load the keys that match.")
+        prepared = []
         for name, value in state.items():
-            if name in own:
-                try:
-                    own[name].load_state(value)
-                except StateDictError:
-                    raise
-                except Exception as exc:
-                    raise StateDictError(f"Cannot load {name!r}: {type(exc).__name__}: {exc}") from None
-        return self
+            if name not in own:
+                continue
+            param = own[name]
+            try:
+                if folder is not None:
+                    value = param.read_saved_state(value, folder)
+                prepared.append((param, param.parse_state(value)))
+            except StateDictError as exc:
+                raise StateDictError(f"Cannot load {name!r}: {exc}") from None
+            except Exception as exc:
+                raise StateDictError(f"Cannot load {name!r}: {type(exc).__name__}: {exc}") from None
+
+        def apply() -> None:
+            for param, value in prepared:
+                param.apply_state(value)
+        return apply
 
     def dump_state(self) -> dict[str, Any]:
-        """DSPy-style state: per predictor its demos, signature and LM settings."""
+        """DSPy-style state: ``{predictor name: {"demos", "signature", "lm", ...}}``."""
         return {name: predictor.dump_state() for name, predictor in self.named_predictors()}
 
-    def load_state(self, state: dict[str, Any]) -> Module:
-        if not isinstance(state, dict):
-            raise StateDictError("load_state needs the dict made by dump_state().")
-        for name, predictor in self.named_predictors():
-            if name in state:
-                predictor.load_state(state[name])
+    def prepare_load_state(self, state: Any, *, allow_unsafe_lm_state: bool = False,
+                           strict: bool = True) -> Any:
+        """Check ``state`` (as :meth:`dump_state` or DSPy's ``program.json`` holds it) against this
+        program and return a function that installs it; nothing changes until that function runs."""
+        states = saving.predictor_states(state, getattr(self, "_is_predictor", False))
+        predictors = dict(self.named_predictors())
+        missing = [k for k in predictors if k not in states]
+        unexpected = [k for k in states if k not in predictors]
+        if strict and (missing or unexpected):
+            raise saving.mismatch_error("The saved state", missing, unexpected,
+                                        "It was saved from another program (predictor names differ).")
+        steps = []
+        for name, predictor in predictors.items():  # a predictor (Predict) overrides this method itself
+            if name in states:
+                steps.append(predictor.prepare_load_state(states[name], allow_unsafe_lm_state=allow_unsafe_lm_state,
+                                                          strict=strict))
+
+        def apply() -> None:
+            for step in steps:
+                step()
+        return apply
+
+    def load_state(self, state: Any, *, allow_unsafe_lm_state: bool = False, strict: bool = True) -> Module:
+        """Load what :meth:`dump_state` returned (or DSPy's saved ``program.json`` dict). All or nothing;
+        saved LM endpoints are ignored unless ``allow_unsafe_lm_state=True`` (see :mod:`textgrad_like.nn.saving`)."""
+        self.prepare_load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state, strict=strict)()
         return self
 
-    def save(self, path: str | os.PathLike[str], save_program: bool = False) -> None:
-        """Save as JSON (state_dict, signatures, versions). ``save_program=True`` pickles the whole
-        program into a directory with cloudpickle — only load such files from sources you trust."""
+    def save(self, path: str | os.PathLike[str], save_program: bool = False,
+             modules_to_serialize: list[Any] | None = None) -> None:
+        """Save the program's state to ``path``: ``.json`` (our format, readable by :meth:`load`) or
+        ``.pkl`` (the same data pickled, for values JSON cannot hold). LoRA weights go to
+        ``<stem>.<name>.safetensors`` files beside it. ``save_program=True`` pickles the whole program
+        into the directory ``path`` (``program.pkl`` + ``metadata.json``) with cloudpickle —
+        ``modules_to_serialize`` are pickled by value. No credential is ever written."""
         path = os.fspath(path)
         if save_program:
-            import cloudpickle
-
-            os.makedirs(path, exist_ok=True)
-            with open(os.path.join(path, "program.pkl"), "wb") as f:
-                cloudpickle.dump(self, f)
-            with open(os.path.join(path, "metadata.json"), "w", encoding="utf-8") as f:
-                json.dump({"format": STATE_FORMAT, "versions": versions()}, f, indent=2)
+            self._save_program(path, modules_to_serialize)
             return
+        saving.check_state_path(path)
+        folder, stem = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+        predictors = self.named_predictors()
         data = {
             "format": STATE_FORMAT,
-            "state_dict": self.state_dict(),
-            "signatures": {name: p.signature.dump_state() for name, p in self.named_predictors()},
-            "lms": {name: (p.lm.dump_state() if p.lm is not None else None) for name, p in self.named_predictors()},
-            "metadata": {"versions": versions(), "class": type(self).__qualname__},
+            "state_dict": {name: param.write_saved_state(param.state(), folder, stem, name)
+                           for name, param in self.named_parameters()},
+            "signatures": {name: p.signature.dump_state() for name, p in predictors if hasattr(p, "signature")},
+            "lms": {name: saving.saved_lm_state(getattr(p, "lm", None)) for name, p in predictors},
+            "metadata": {"dependency_versions": saving.dependency_versions(), "class": type(self).__qualname__},
         }
-        for hook in _save_hooks:
-            hook(self, path, data)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
+        saving.write_state_file(path, data)
 
-    def load(self, path: str | os.PathLike[str], allow_pickle: bool = False) -> Module:
-        """Load what :meth:`save` wrote into this module. Pickled programs need ``allow_pickle=True``."""
-        path = os.fspath(path)
-        if os.path.isdir(path) or path.endswith(".pkl"):
-            raise StateDictError(f"{path} is a pickled program; use textgrad_like.load(path, allow_pickle=True).")
+    def _save_program(self, path: str, modules_to_serialize: list[Any] | None) -> None:
+        import cloudpickle
+
+        if path.endswith((".json", ".pkl")):
+            raise StateDictError(f"With save_program=True the path must be a directory (the program is written to "
+                                 f"<path>/program.pkl), got the file name {path!r}.")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise StateDictError(f"{path!r} exists and is not a directory.")
+        os.makedirs(path, exist_ok=True)
+        registered = []
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise StateDictError(f"{path} is not a saved program (invalid JSON: {exc}).") from None
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            if isinstance(data, dict) and all(isinstance(v, dict) and "demos" in v for v in data.values()):
-                return self.load_state(data)  # a dump_state() file
-            raise StateDictError(f"{path} was not written by Module.save (no format {STATE_FORMAT!r}).")
-        for key in ("signatures", "state_dict"):
+            for mod in modules_to_serialize or []:
+                cloudpickle.register_pickle_by_value(mod)
+                registered.append(mod)
+            with open(os.path.join(path, "program.pkl"), "wb") as f:
+                cloudpickle.dump(self, f)
+        finally:
+            for mod in registered:
+                cloudpickle.unregister_pickle_by_value(mod)
+        with open(os.path.join(path, "metadata.json"), "w", encoding="utf-8") as f:
+            json.dump({"format": STATE_FORMAT, "dependency_versions": saving.dependency_versions()}, f, indent=2)
+
+    def load(self, path: str | os.PathLike[str], allow_pickle: bool = False, allow_unsafe_lm_state: bool = False,
+             strict: bool = True) -> Module:
+        """Load a state saved by :meth:`save` (``.json``; ``.pkl`` needs ``allow_pickle=True``), by DSPy's
+        ``program.save("program.json")``, or a ``dump_state()`` dict written as JSON.
+
+        All or nothing: a file from another program (different parameter or predictor names, or
+        signature fields) is a :class:`StateDictError` naming the mismatch, and nothing is changed when
+        any part fails. Saved LM settings are applied without credentials, and without endpoints
+        (``api_base``, ``base_url``, ``model_list``) unless ``allow_unsafe_lm_state=True``.
+        """
+        path = os.fspath(path)
+        data = saving.read_state_file(path, allow_pickle)
+        opts = {"allow_unsafe_lm_state": allow_unsafe_lm_state, "strict": strict}
+        if not saving.is_own_format(data):
+            self.prepare_load_state(data, **opts)()
+            return self
+        for key in ("signatures", "state_dict", "lms"):
             if not isinstance(data.get(key) or {}, dict):
                 raise StateDictError(f"{path}: {key!r} must be a JSON object; the file is damaged or not from save().")
-        for name, sig_state in (data.get("signatures") or {}).items():
-            for pname, predictor in self.named_predictors():
-                if pname == name and isinstance(sig_state, dict):
-                    predictor.signature = predictor.signature.load_state(sig_state)
-        self.load_state_dict(data.get("state_dict") or {}, strict=False)
-        for hook in _load_hooks:
-            hook(self, path, data)
+        apply_parameters = self._plan_state_dict(data.get("state_dict") or {}, strict,
+                                                 folder=os.path.dirname(os.path.abspath(path)))
+        predictors = dict(self.named_predictors())
+        signatures, lms = data.get("signatures") or {}, data.get("lms") or {}
+        unknown = sorted((set(signatures) | set(lms)) - set(predictors))
+        if strict and unknown:
+            raise saving.mismatch_error(path, [], unknown, "It was saved from another program.")
+        steps = []
+        for name, predictor in predictors.items():
+            if name not in signatures and name not in lms:
+                continue
+            # the instruction itself is in the state dict: the signature state brings fields and prefixes
+            state = {"signature": signatures.get(name), "lm": lms.get(name)}
+            if state["signature"] is None:
+                state.pop("signature")
+            steps.append(predictor.prepare_load_state(state, **opts))
+        steps.append(apply_parameters)  # after the signatures: the state dict holds the instructions
+        for step in steps:
+            step()
         return self
 
     # --- calling ----------------------------------------------------------------------------------
@@ -351,16 +550,21 @@ class Module:
 
     def batch(self, examples: list[Any], num_threads: int | None = None, max_errors: int | None = None,
               return_failed_examples: bool = False, provide_traceback: bool | None = None,
-              disable_progress_bar: bool = False) -> Any:
-        """Run the module on many examples in parallel (each example's inputs as keyword arguments)."""
+              disable_progress_bar: bool = False, timeout: float | None = 120, straggler_limit: int = 3) -> Any:
+        """Run the module on many examples in parallel (each example's inputs as keyword arguments), as
+        DSPy's ``batch``: a failed example gives ``None``; with ``return_failed_examples=True`` the result is
+        ``(results, failed_inputs, exceptions)`` (``failed_inputs`` are ``example.inputs()``). ``timeout``/
+        ``straggler_limit``: straggler resubmission (see :class:`~textgrad_like.parallel.ParallelExecutor`)."""
         from ..parallel import ParallelExecutor
 
         executor = ParallelExecutor(num_threads=num_threads, max_errors=max_errors,
-                                    disable_progress_bar=disable_progress_bar, provide_traceback=provide_traceback)
-        results = executor.run(lambda ex: self(**ex.inputs()), examples)
+                                    disable_progress_bar=disable_progress_bar, provide_traceback=provide_traceback,
+                                    description="Batch", timeout=timeout, straggler_limit=straggler_limit)
+        inputs = [ex.inputs() for ex in examples]
+        results = executor.run(lambda kwargs: self(**kwargs), inputs)
         if return_failed_examples:
-            failed = [examples[i] for i in executor.failed_indices]
-            return results, failed, [executor.errors[i] for i in executor.failed_indices]
+            failed = [inputs[i] for i in executor.failed_indices]
+            return results, failed, [executor.errors[i].exception for i in executor.failed_indices]
         return results
 
     def __repr__(self) -> str:
@@ -374,28 +578,22 @@ class Module:
         return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
 
 
-_save_hooks: list[Any] = []
-_load_hooks: list[Any] = []
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` returns, as torch's ``_IncompatibleKeys``."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("textgrad_like", "pydantic", "litellm"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
+def _path_parts(path: str) -> list[str]:
+    """``"a.b[0]['k']"`` → ``["a", "b", "[0]", "['k']"]`` (the names :meth:`Module.named_modules` gives)."""
+    return re.findall(r"[^.\[\]]+|\[[^\]]+\]", path)
 
 
 def _set_by_path(root: Module, path: str, value: Any) -> None:
     if path == "self":
         raise ConfigurationError("map_named_predictors cannot replace the root module itself.")
-    import re
-
-    parts = re.findall(r"[^.\[\]]+|\[[^\]]+\]", path)
+    parts = _path_parts(path)
     obj: Any = root
     for part in parts[:-1]:
         obj = _step(obj, part)
@@ -419,10 +617,14 @@ def load(path: str | os.PathLike[str], allow_pickle: bool = False) -> Module:
     it refuses unless ``allow_pickle=True`` is passed: only load programs from sources you trust."""
     path = os.fspath(path)
     if not allow_pickle:
-        raise StateDictError("Loading a pickled program runs code from the file. Pass allow_pickle=True only for "
-                             "files you trust, or save with save(path) (JSON) and load into a new instance.")
+        raise StateDictError("Loading with pickle is not allowed unless you pass allow_pickle=True: unpickling runs "
+                             "code from the file, so do it only for files you trust (or save the state as JSON with "
+                             "save(path) and load it into a new instance).")
     import cloudpickle
 
     file = os.path.join(path, "program.pkl") if os.path.isdir(path) else path
-    with open(file, "rb") as f:
-        return cloudpickle.load(f)
+    try:
+        with open(file, "rb") as f:
+            return cloudpickle.load(f)
+    except FileNotFoundError:
+        raise StateDictError(f"No saved program at {file} (save one with module.save(dir, save_program=True)).") from None

@@ -69,19 +69,52 @@ class Parameter:
                 self.grad = []
             self.grad.append(gradient)
 
-    def zero_grad(self) -> None:
-        self.grad = None
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop the gradient (``set_to_none=True``, torch's default) or keep an empty list of items."""
+        self.grad = None if set_to_none else []
 
     def requires_grad_(self, requires_grad: bool = True) -> Parameter:
         self.requires_grad = requires_grad
         return self
 
+    def assign_from_attribute(self, value: Any) -> None:
+        """Called for ``module.<this parameter's name> = value`` when ``value`` is not a Parameter.
+
+        A parameter attribute is not silently rewritten by a plain value (as in torch, where
+        ``module.weight = tensor`` raises): set ``param.value = ...`` to change what it holds, or
+        assign a new Parameter to replace it. :class:`Demos` accepts a list (DSPy's ``predictor.demos = [...]``).
+        """
+        raise TypeError(f"Cannot assign a {type(value).__name__} to the {type(self).__name__} parameter "
+                        f"{self.name or ''!s}; set its .value (e.g. module.instruction.value = ...) to change the "
+                        f"text it holds, or assign a new {type(self).__name__}(...) to replace the parameter.")
+
     def state(self) -> Any:
-        """JSON-serialisable value (what ``state_dict`` stores)."""
+        """A snapshot of the value (what ``state_dict`` stores); JSON-serialisable for text parameters."""
         return self._value
 
+    def parse_state(self, state: Any) -> Any:
+        """Check ``state`` and turn it into the value :meth:`apply_state` installs, changing nothing.
+
+        Raises:
+            StateDictError: ``state`` does not fit this parameter.
+        """
+        return self.validate(state)
+
+    def apply_state(self, prepared: Any) -> None:
+        """Install a value returned by :meth:`parse_state` (does not fail)."""
+        self._value = prepared
+
     def load_state(self, state: Any) -> None:
-        self.value = state
+        self.apply_state(self.parse_state(state))
+
+    def write_saved_state(self, state: Any, folder: str, stem: str, name: str) -> Any:
+        """What ``Module.save`` writes for this parameter's ``state`` (a LoRA writes its weights file
+        into ``folder`` and returns a reference to it)."""
+        return state
+
+    def read_saved_state(self, saved: Any, folder: str) -> Any:
+        """The inverse of :meth:`write_saved_state` (a LoRA reads its weights file from ``folder``)."""
+        return saved
 
     def __getstate__(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -177,14 +210,28 @@ class Demos(Parameter):
     def __bool__(self) -> bool:
         return bool(self._value)
 
+    # A parameter is compared and hashed by identity, as a torch parameter is (so optimizers can key state
+    # by it). Compared with a plain list it compares the examples, so DSPy's ``predictor.demos == []``
+    # works; lists are unhashable, so this never breaks the hash contract. Compare the demos of two
+    # programs with ``a.demos.value == b.demos.value``.
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Demos):
-            return self._value == other._value
-        if isinstance(other, list):
-            return self._value == other
-        return False
+            return self is other
+        if isinstance(other, (list, tuple)):
+            return self._value == list(other)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     __hash__ = object.__hash__
+
+    def assign_from_attribute(self, value: Any) -> None:
+        """``predictor.demos = [...]`` (DSPy's idiom) copies the examples into this parameter."""
+        if not isinstance(value, (list, tuple)):
+            super().assign_from_attribute(value)
+        self.value = value
 
     def append(self, demo: Any) -> None:
         self._value = [*self._value, *self.validate([demo])]

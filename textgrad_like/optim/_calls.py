@@ -9,6 +9,10 @@
   :class:`BudgetExceeded` raised inside a worker is re-raised once the workers stop (it is never
   turned into a failed example).
 - :func:`run_tasks` runs any function over items the same way.
+- :func:`attempt` runs one LM-backed step of a search (a proposal, a reflection, a rule) and turns any
+  error but a budget stop or a setup error into a logged, counted failure, so one bad reply or a
+  custom LM's untyped exception never ends a run; :func:`check_failures` raises
+  :class:`EvaluationError` when every run of a batch failed and there were more than ``max_errors``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, ConfigurationError, EvaluationError
 from ..evaluate.evaluate import score_example
 from ..parallel import ParallelExecutor, TaskError
 from ..primitives import Example
@@ -173,6 +177,39 @@ def evaluate_program(program: Any, devset: Sequence[Example], metric: Callable[.
     if errors:
         logger.warning("%s: %d of %d examples failed (scored %s).", desc, len(errors), len(devset), failure_score)
     return EvalOutcome(round(100.0 * sum(scores) / len(devset), 2), scores, errors, predictions)
+
+
+# --- failures of one step ------------------------------------------------------------------------------------
+
+def is_recoverable(exc: BaseException) -> bool:
+    """Whether an optimizer may count ``exc`` (raised by one proposal, reflection or rule call) as a failed
+    step and go on: any ``Exception`` except a budget stop and a setup error (no LM configured, a bad
+    argument), which would fail every later step the same way."""
+    return isinstance(exc, Exception) and not isinstance(exc, (BudgetExceeded, ConfigurationError))
+
+
+def attempt(what: str, fn: Callable[[], Any], log: logging.Logger | None = None) -> tuple[Any, Exception | None]:
+    """``(fn(), None)``, or ``(None, error)`` when ``fn`` raised a recoverable error (logged as a warning
+    naming ``what``). Budget stops and setup errors are raised."""
+    try:
+        return fn(), None
+    except Exception as exc:
+        if not is_recoverable(exc):
+            raise
+        text = str(exc)
+        (log or logger).warning("%s failed (%s: %s); counted as a failed step, going on.", what, type(exc).__name__,
+                                text if len(text) <= 300 else text[:300] + "...")
+        return None, exc
+
+
+def check_failures(desc: str, errors: Sequence[Any], attempts: int, max_errors: int | None) -> None:
+    """Raise :class:`EvaluationError` when all ``attempts`` runs failed and they were more than
+    ``max_errors`` (default ``settings.max_errors``): a search must not return a program "scored" on
+    nothing but failures."""
+    limit = settings.get("max_errors") if max_errors is None else max_errors
+    if attempts and len(errors) >= attempts and limit is not None and len(errors) > limit:
+        raise EvaluationError(f"{desc}: all {attempts} runs failed (more than max_errors={limit}). First failure: "
+                              f"{errors[0]}. Fix the cause (the LM, the program or the metric) or raise max_errors.")
 
 
 def attach_best(exc: BudgetExceeded, best_program: Any, best_score: float | None, search_state: dict[str, Any]) -> None:

@@ -7,6 +7,11 @@ optimizer (default :class:`~textgrad_like.optim.finetune.BootstrapFinetune`), or
 given as a keyword argument — each on the result of the previous step. Every result is scored on
 the held-out split; the best (the latest among ties) is returned, with ``candidate_programs``
 (best first: ``{"program", "score", "strategy"}``).
+
+``strategy="auto"`` runs both orders, ``"p -> w"`` and ``"w -> p"``, each from the student, and keeps
+whichever validates best (the order that suits a model differs: a small model's prompt search may
+only pay off once its weights know the task). ``targets="gold"`` makes the default weight step
+train on the trainset's gold labels (``BootstrapFinetune(targets="gold")``) instead of teacher runs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from .teleprompter import Teleprompter
 logger = logging.getLogger(__name__)
 
 STRATEGY_SEP = " -> "
+AUTO_STRATEGIES = ("p -> w", "w -> p")
 
 
 def _default_prompt_optimizer(metric: Callable[..., Any]) -> Any:
@@ -45,17 +51,19 @@ class BetterTogether(Teleprompter):
         prompt_optimizer: the ``p`` step — any object with ``compile(student, trainset=..., ...)``.
         weight_optimizer: the ``w`` step (default ``BootstrapFinetune(metric=metric)``).
         seed: seed of the train/validation split.
+        targets: what the default weight optimizer trains on: ``"teacher"`` runs (DSPy's way) or ``"gold"`` labels.
         **optimizers: more steps by letter or name, e.g. ``m=MIPROv2(...)`` for ``strategy="m -> w"``.
     """
 
     def __init__(self, metric: Callable[..., Any], prompt_optimizer: Any = None, weight_optimizer: Any = None,
-                 seed: int | None = None, **optimizers: Any) -> None:
+                 seed: int | None = None, targets: str = "teacher", **optimizers: Any) -> None:
         super().__init__()
         if metric is None:
             raise OptimizerError("BetterTogether needs a metric to compare programs.")
         self.metric = metric
         self.prompt_optimizer = prompt_optimizer if prompt_optimizer is not None else _default_prompt_optimizer(metric)
-        self.weight_optimizer = weight_optimizer if weight_optimizer is not None else BootstrapFinetune(metric=metric)
+        self.weight_optimizer = (weight_optimizer if weight_optimizer is not None
+                                 else BootstrapFinetune(metric=metric, targets=targets))
         self.seed = seed
         self.optimizers: dict[str, Any] = {"p": self.prompt_optimizer, "w": self.weight_optimizer, **optimizers}
         for key, opt in self.optimizers.items():
@@ -70,8 +78,12 @@ class BetterTogether(Teleprompter):
             raise OptimizerError(f"BetterTogether.compile got unknown arguments {sorted(kwargs)}.")
         if not trainset:
             raise OptimizerError("BetterTogether needs a non-empty trainset of Examples.")
-        steps = self._parse(strategy)
+        strategies = list(AUTO_STRATEGIES) if strategy == "auto" else [strategy]
+        plans = [self._parse(s) for s in strategies]
         trainset, valset = self._split(list(trainset), valset, valset_ratio)
+        if strategy == "auto" and not valset:
+            raise OptimizerError("strategy='auto' picks the order that validates best: it needs a valset "
+                                 "(or valset_ratio > 0).")
         logger.info("BetterTogether: strategy %r, %d training and %d validation examples.", strategy,
                     len(trainset), len(valset or []))
         candidates: list[dict[str, Any]] = []
@@ -79,6 +91,20 @@ class BetterTogether(Teleprompter):
         score = self._score(program, valset, num_threads)
         candidates.append({"program": program.deepcopy(), "score": score, "strategy": ""})
         self.history.record(score if score is not None else 0.0, step=0, strategy="")
+        for steps in plans:
+            self._run_steps(student.deepcopy(), steps, candidates, trainset, valset, teacher, num_threads)
+        best = self._best(candidates)
+        result = best["program"]
+        result.candidate_programs = sorted(candidates, key=lambda c: -1.0 if c["score"] is None else c["score"],
+                                           reverse=True)
+        self.search_state.update({"strategy": strategy, "scores": [(c["strategy"], c["score"]) for c in candidates],
+                                  "best_strategy": best["strategy"]})
+        result._compiled = True
+        return result
+
+    def _run_steps(self, program: Any, steps: list[str], candidates: list[dict[str, Any]], trainset: list[Any],
+                   valset: list[Any] | None, teacher: Any, num_threads: int | None) -> None:
+        """Run one strategy's steps in order from ``program``; every step's result becomes a candidate."""
         for i, key in enumerate(steps, start=1):
             done = STRATEGY_SEP.join(steps[:i])
             optimizer = self.optimizers[key]
@@ -102,16 +128,8 @@ class BetterTogether(Teleprompter):
                 logger.info("BetterTogether: restored the LMs/LoRA adapters that %s reset.", type(optimizer).__name__)
             score = self._score(program, valset, num_threads)
             candidates.append({"program": program.deepcopy(), "score": score, "strategy": done})
-            self.history.record(score if score is not None else 0.0, step=i, strategy=done)
+            self.history.record(score if score is not None else 0.0, step=len(candidates) - 1, strategy=done)
             logger.info("BetterTogether: %r scores %s.", done, "n/a" if score is None else f"{score:.2f}")
-        best = self._best(candidates)
-        result = best["program"]
-        result.candidate_programs = sorted(candidates, key=lambda c: -1.0 if c["score"] is None else c["score"],
-                                           reverse=True)
-        self.search_state.update({"strategy": strategy, "scores": [(c["strategy"], c["score"]) for c in candidates],
-                                  "best_strategy": best["strategy"]})
-        result._compiled = True
-        return result
 
     # --- helpers ---------------------------------------------------------------------------------
     def _parse(self, strategy: str) -> list[str]:

@@ -151,9 +151,15 @@ class BootstrapFewShot(Teleprompter):
                         break
                     results, errors = run_tasks(
                         lambda i, r=round_idx: self._bootstrap_one(self.trainset[i], r), pending,
-                        num_threads=threads, max_errors=max(0, self._effective_max_errors() - self.error_count),
-                        desc="Bootstrap")
+                        num_threads=threads, max_errors=len(pending), desc="Bootstrap")
                     self.error_count += len(errors)
+                    if errors and self.error_count >= self._effective_max_errors():
+                        # DSPy: the max_errors-th failed teacher run ends compile() with its own exception
+                        failure = errors[0].exception
+                        failure.add_note(f"BootstrapFewShot stopped after {self.error_count} failed teacher runs "
+                                         f"(max_errors={self._effective_max_errors()}). Fix the cause or raise "
+                                         "max_errors.")
+                        raise failure
                     for i, result in zip(pending, results, strict=True):
                         if result is not None and result[0]:
                             outcomes[i] = result[1]

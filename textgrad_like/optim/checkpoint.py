@@ -3,11 +3,16 @@
 ``Checkpoint(dir)`` gives a run two things:
 
 - a **call journal**: every LM reply received inside ``with ckpt.active():`` is written to an
-  on-disk store in ``dir`` as soon as it arrives; after a crash the same calls are answered from the
-  journal, so no call that was already paid for is made again (whatever each LM's ``cache=``);
+  on-disk store in ``dir/calls`` as soon as it arrives; after a crash the same calls are answered from
+  the journal, so no call that was already paid for is made again (whatever each LM's ``cache=``);
 - a **state file**: ``save(state)`` writes the optimizer's JSON search state atomically
   (write to a temporary file, then rename), ``load()`` reads it back, so a resumed run skips the
   work it had finished.
+
+Both hold **data only** (JSON text), so resuming from a checkpoint directory someone sent you never
+runs code: the journal is the same store as the LM cache (:class:`~textgrad_like.lm.cache.Cache`),
+which refuses, logs and deletes any entry that is not JSON it wrote (a pickle included), and the
+state file is read with ``json``. See ``SECURITY.md``.
 """
 
 from __future__ import annotations

@@ -75,12 +75,13 @@ def resolve_train_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
 def train_lora(lora: LoRA, examples: Sequence[Any], *, epochs: int = 3, learning_rate: float = 1e-3,
                batch_size: int = 4, micro_batch_size: int = 4, seed: int = 0, weight_decay: float = 0.0,
                max_grad_norm: float | None = 1.0, warmup_ratio: float = 0.0, disable_progress: bool = False,
-               desc: str = "Finetune") -> list[float]:
+               desc: str = "Finetune", on_epoch_end: Callable[[int], bool] | None = None) -> list[float]:
     """Train ``lora`` on tokenized SFT ``examples`` with AdamW; returns the loss of every optimizer step.
 
     Each step takes ``batch_size`` records (shuffled per epoch with ``seed``), run ``micro_batch_size``
     at a time with gradients accumulated and weighted by reply tokens, so the step's loss is the
-    token-mean cross-entropy of the batch.
+    token-mean cross-entropy of the batch. ``on_epoch_end(epoch)`` (1-based) runs after each epoch;
+    returning True stops training (early stopping).
     """
     import torch
 
@@ -126,6 +127,9 @@ def train_lora(lora: LoRA, examples: Sequence[Any], *, epochs: int = 3, learning
                 bar.update(1)
                 bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} loss {step_loss:.4f}")
                 logger.debug("%s step %d: loss %.4f", desc, len(losses), step_loss)
+            if on_epoch_end is not None and on_epoch_end(epoch + 1):
+                logger.info("%s: stopped after epoch %d of %d.", desc, epoch + 1, epochs)
+                break
     finally:
         bar.close()
         optimizer.zero_grad(set_to_none=True)
@@ -156,12 +160,25 @@ class BootstrapFinetune(Teleprompter):
         adapter: the Adapter whose format the records use (default: the one each predictor uses), or ``{lm: adapter}``.
         exclude_demos: leave demos out of the training prompts and clear them from the tuned predictors.
         num_threads: threads for running the teacher (default: ``settings.num_threads``).
+        targets: ``"teacher"`` (DSPy's way: train on the teacher's runs that pass the metric) or ``"gold"``:
+            train every predictor whose input and output fields are all in the examples straight on the
+            examples' gold labels, with no teacher run (``BootstrapFinetune(targets="gold")`` is the one-line
+            way to fine-tune from a labelled trainset).
+        early_stopping: with a ``valset`` and a metric, score the program on the valset after every epoch, keep
+            the weights of the best epoch and stop after this many epochs without a gain (``None``: train all
+            epochs, no validation).
     """
 
     def __init__(self, metric: Callable[..., Any] | None = None, multitask: bool = True,
                  train_kwargs: dict[str, Any] | None = None, adapter: Any = None, exclude_demos: bool = False,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, targets: str = "teacher", early_stopping: int | None = None) -> None:
         super().__init__()
+        if targets not in ("teacher", "gold"):
+            raise ValueError(f"targets must be 'teacher' or 'gold', got {targets!r}.")
+        if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
+            raise ValueError(f"early_stopping must be None or a whole number of epochs >= 1, got {early_stopping!r}.")
+        self.targets = targets
+        self.early_stopping = early_stopping
         self.metric = metric
         self.multitask = multitask
         if train_kwargs is not None and not isinstance(train_kwargs, dict):
@@ -192,12 +209,23 @@ class BootstrapFinetune(Teleprompter):
         if not named:
             raise OptimizerError("The student has no predictors to fine-tune.")
         base_lms = {name: as_local_lm(p.lm or settings.get("lm"), "BootstrapFinetune") for name, p in named}
-        teachers = teacher if isinstance(teacher, list) else [teacher]
-        teachers = [self._prepare_teacher(student, t) for t in teachers]
-
+        if self.early_stopping is not None and (not valset or self.metric is None):
+            raise OptimizerError("BootstrapFinetune(early_stopping=...) scores the program after every epoch: pass "
+                                 "compile(..., valset=[...]) and a metric.")
+        self._valset = list(valset) if valset else None
+        self._validation: dict[str, Any] = {}
+        self._student = student
         runs: list[dict[str, Any]] = []
-        for t in teachers:
-            runs.extend(self._bootstrap(t, list(trainset)))
+        if self.targets == "gold":
+            if teacher is not None:
+                raise OptimizerError("BootstrapFinetune(targets='gold') trains on the examples' labels; it takes no "
+                                     "teacher. Drop teacher=... or use targets='teacher'.")
+            runs = self._gold_runs(named, list(trainset))
+        else:
+            teachers = teacher if isinstance(teacher, list) else [teacher]
+            teachers = [self._prepare_teacher(student, t) for t in teachers]
+            for t in teachers:
+                runs.extend(self._bootstrap(t, list(trainset)))
         accepted = [r for r in runs if r["accepted"]]
         logger.info("BootstrapFinetune: %d of %d teacher runs accepted by the metric.", len(accepted), len(runs))
         self.history.record(100.0 * len(accepted) / max(1, len(runs)), step=0, accepted=len(accepted),
@@ -233,6 +261,7 @@ class BootstrapFinetune(Teleprompter):
                 if self.exclude_demos:
                     predictor.demos = []
         self.search_state = {"accepted": len(accepted), "attempted": len(runs), "losses": dict(self.losses),
+                             "validation": dict(self._validation), "targets": self.targets,
                              "seconds": round(time.perf_counter() - started, 2)}
         student._compiled = True
         return student
@@ -243,6 +272,30 @@ class BootstrapFinetune(Teleprompter):
             return student.deepcopy()
         check_same_structure(student, teacher)
         return teacher
+
+    @staticmethod
+    def _gold_runs(named: list[tuple[str, Any]], trainset: list[Example]) -> list[dict[str, Any]]:
+        """One run per example whose steps are the gold labels of every predictor the example covers."""
+        runs = []
+        for example in trainset:
+            try:
+                inputs, labels = dict(example.inputs()), dict(example.labels())
+            except Exception as exc:
+                raise OptimizerError("BootstrapFinetune(targets='gold') needs Examples with inputs marked "
+                                     "(example.with_inputs(...)).") from exc
+            steps = []
+            for name, predictor in named:
+                sig = predictor.signature
+                if set(sig.input_fields) <= set(inputs) and set(sig.output_fields) <= set(labels):
+                    steps.append((name, {k: inputs[k] for k in sig.input_fields},
+                                  {k: labels[k] for k in sig.output_fields}))
+            runs.append({"example": example, "accepted": bool(steps), "trace": steps})
+        if not any(r["accepted"] for r in runs):
+            fields = sorted({k for name, p in named for k in (*p.signature.input_fields, *p.signature.output_fields)})
+            raise OptimizerError("BootstrapFinetune(targets='gold'): no predictor has all its input and output fields "
+                                 f"({fields}) in the examples' inputs and labels. Use targets='teacher' for programs "
+                                 "whose intermediate steps have no gold labels.")
+        return runs
 
     def _bootstrap(self, teacher: Any, trainset: list[Example]) -> list[dict[str, Any]]:
         names = {id(p): name for name, p in teacher.named_predictors()}
@@ -290,12 +343,50 @@ class BootstrapFinetune(Teleprompter):
         logger.info("BootstrapFinetune: training LoRA %r on %d records for %s (%d epochs, lr %g, batch %d).",
                     lora.adapter_name, len(examples), job["predictors"], cfg["epochs"], cfg["learning_rate"],
                     cfg["batch_size"])
+        on_epoch_end = self._early_stopper(lora, job, predictors) if self.early_stopping is not None else None
         losses = train_lora(lora, examples, epochs=int(cfg["epochs"]), learning_rate=float(cfg["learning_rate"]),
                             batch_size=int(cfg["batch_size"]), micro_batch_size=int(cfg["micro_batch_size"]),
                             seed=int(cfg["seed"]), weight_decay=float(cfg["weight_decay"]),
                             max_grad_norm=cfg["max_grad_norm"], warmup_ratio=float(cfg["warmup_ratio"]),
-                            disable_progress=self.disable_progress, desc=f"Finetune {lora.adapter_name}")
+                            disable_progress=self.disable_progress, desc=f"Finetune {lora.adapter_name}",
+                            on_epoch_end=on_epoch_end)
+        if on_epoch_end is not None:
+            on_epoch_end.restore_best()  # type: ignore[attr-defined]
         self.losses[lora.adapter_name] = losses
         for i, loss in enumerate(losses, start=1):
             self.history.record(-loss, step=i, loss=loss, adapter=lora.adapter_name)
         return lora
+
+    def _early_stopper(self, lora: LoRA, job: dict[str, Any], predictors: dict[str, Any]) -> Callable[[int], bool]:
+        """Score the student with ``lora`` attached after each epoch; keep the best epoch's weights."""
+        from ._calls import evaluate_program
+
+        originals = {name: predictors[name].lm for name in job["predictors"]}
+        best: dict[str, Any] = {"score": None, "epoch": 0, "tensors": None}
+        patience = int(self.early_stopping or 1)
+        scores: list[float] = []
+
+        def on_epoch_end(epoch: int) -> bool:
+            for name in job["predictors"]:
+                lora.attach(predictors[name])
+            score = evaluate_program(self._student, self._valset or [], self.metric,
+                                     num_threads=self.num_threads, desc="Finetune validation").score
+            scores.append(score)
+            logger.info("BootstrapFinetune %s: epoch %d validation score %.2f", lora.adapter_name, epoch, score)
+            self.history.record(score, step=epoch, split="val", adapter=lora.adapter_name)
+            if best["score"] is None or score > best["score"]:
+                best.update(score=score, epoch=epoch, tensors=lora.cpu_tensors())
+            return epoch - best["epoch"] >= patience
+
+        def restore_best() -> None:
+            if best["tensors"] is not None:
+                lora.copy_from(best["tensors"])
+            for name, lm in originals.items():
+                predictors[name].lm = lm
+            self._validation[lora.adapter_name] = {
+                "scores": scores, "best_epoch": best["epoch"], "best_score": best["score"]}
+            logger.info("BootstrapFinetune %s: kept epoch %s (validation %.2f).", lora.adapter_name, best["epoch"],
+                        best["score"] if best["score"] is not None else float("nan"))
+
+        on_epoch_end.restore_best = restore_best  # type: ignore[attr-defined]
+        return on_epoch_end

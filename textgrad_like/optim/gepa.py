@@ -47,21 +47,34 @@ AUTO_RUN_SETTINGS = {"light": {"n": 6}, "medium": {"n": 12}, "heavy": {"n": 18}}
 
 @dataclass
 class GEPADetailedResults:
-    """What ``track_stats=True`` attaches to the optimized program as ``detailed_results``."""
+    """What ``track_stats=True`` attaches to the optimized program as ``detailed_results``.
+
+    DSPy's ``DspyGEPAResult`` attributes with their shapes: ``candidates`` (programs), ``parents``,
+    ``val_aggregate_scores``, ``val_subscores`` (per candidate, ``{val index: score}``),
+    ``per_val_instance_best_candidates`` (``{val index: {candidate indices}}``), ``discovery_eval_counts``,
+    ``best_outputs_valset``, ``total_metric_calls``, ``num_full_val_evals``, ``log_dir``, ``seed``, the
+    multi-objective fields (``None``: one objective here), ``best_idx``, ``best_candidate``,
+    ``highest_score_achieved_per_val_task``. Ours besides: ``candidate_instructions``, ``pareto_frontier``,
+    ``feedback_calls``, ``iterations`` (the run's event log) and ``stop_reason``.
+    """
 
     candidates: list[Any]
-    candidate_instructions: list[dict[str, str]]
     parents: list[list[int | None]]
     val_aggregate_scores: list[float]
-    val_subscores: list[list[float]]
-    per_val_instance_best_candidates: list[set[int]]
-    pareto_frontier: list[int]
+    val_subscores: list[dict[int, float]]
+    per_val_instance_best_candidates: dict[int, set[int]]
     discovery_eval_counts: list[int]
-    total_metric_calls: int
-    feedback_calls: int
-    num_full_val_evals: int
-    log_dir: str | None
-    seed: int | None
+    best_outputs_valset: dict[int, list[tuple[int, Any]]] | None = None
+    total_metric_calls: int | None = None
+    num_full_val_evals: int | None = None
+    log_dir: str | None = None
+    seed: int | None = None
+    val_aggregate_subscores: list[dict[str, float]] | None = None
+    per_objective_best_candidates: dict[str, set[int]] | None = None
+    objective_pareto_front: dict[str, float] | None = None
+    candidate_instructions: list[dict[str, str]] = field(default_factory=list)
+    pareto_frontier: list[int] = field(default_factory=list)
+    feedback_calls: int = 0
     iterations: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = ""
 
@@ -75,15 +88,14 @@ class GEPADetailedResults:
         return self.candidates[self.best_idx]
 
     @property
-    def highest_score_achieved_per_val_task(self) -> list[float]:
-        return [max(s[j] for s in self.val_subscores) for j in range(len(self.val_subscores[0]))] \
-            if self.val_subscores else []
+    def highest_score_achieved_per_val_task(self) -> dict[int, float]:
+        return {j: max(s[j] for s in self.val_subscores) for j in self.per_val_instance_best_candidates}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "candidates": self.candidate_instructions, "parents": self.parents,
             "val_aggregate_scores": self.val_aggregate_scores, "val_subscores": self.val_subscores,
-            "per_val_instance_best_candidates": [sorted(s) for s in self.per_val_instance_best_candidates],
+            "per_val_instance_best_candidates": {k: sorted(s) for k, s in self.per_val_instance_best_candidates.items()},
             "pareto_frontier": self.pareto_frontier, "discovery_eval_counts": self.discovery_eval_counts,
             "total_metric_calls": self.total_metric_calls, "feedback_calls": self.feedback_calls,
             "num_full_val_evals": self.num_full_val_evals, "log_dir": self.log_dir, "seed": self.seed,
@@ -146,6 +158,10 @@ class GEPA(Teleprompter):
             raise OptimizerError("reflection_minibatch_size must be at least 1.")
         if track_best_outputs and not track_stats:
             raise OptimizerError("track_best_outputs=True needs track_stats=True.")
+        if track_best_outputs:
+            logger.warning("GEPA: track_best_outputs=True is accepted, but the best outputs per validation example are "
+                           "not recorded: detailed_results.best_outputs_valset stays None. Re-run the best candidate "
+                           "(detailed_results.best_candidate) on the valset to see its outputs.")
         unknown = set(kwargs) - {"use_wandb", "wandb_api_key", "wandb_init_kwargs", "warn_on_score_mismatch",
                                  "use_mlflow", "gepa_kwargs"}
         if unknown:
@@ -252,7 +268,8 @@ class GEPA(Teleprompter):
             optimized.detailed_results = GEPADetailedResults(
                 candidates=programs, candidate_instructions=[dict(c) for c in state.candidates],
                 parents=[list(p) for p in state.parents], val_aggregate_scores=state.mean_scores(),
-                val_subscores=[list(s) for s in state.val_subscores], per_val_instance_best_candidates=fronts,
+                val_subscores=[dict(enumerate(s)) for s in state.val_subscores],
+                per_val_instance_best_candidates=dict(enumerate(fronts)),
                 pareto_frontier=sorted(non_dominated(state.val_subscores)),
                 discovery_eval_counts=list(state.discovery_eval_counts),
                 total_metric_calls=state.total_metric_calls, feedback_calls=state.feedback_calls,

@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import AdapterParseError, LMError, OptimizerError
+from ..errors import OptimizerError
 from ..nn.graph import no_grad
+from ._calls import check_failures, is_recoverable
 from .feedback import (
     Rollout,
     format_reflective_records,
@@ -312,6 +313,8 @@ class NativeGEPAEngine:
                     f"({len(self.valset)} examples): raise the budget or pass a smaller valset.")
             seed = self.seed_candidate()
             outs = self.rollouts(state, self.program(seed), self.valset)
+            # every run of the seed program failed: the LM, program or metric is broken for every candidate
+            check_failures("GEPA: the seed program's evaluation", [r.error for r in outs if r.failed], len(outs), None)
             self.add_candidate(state, seed, [None], [r.score for r in outs], 0)
             state.log.append({"iteration": 0, "event": "seed", "score": state.mean_scores()[0],
                               "metric_calls": state.total_metric_calls})
@@ -384,8 +387,11 @@ class NativeGEPAEngine:
             return event
         try:
             updates = self.propose(state.candidates[parent], dataset, names)
-        except (AdapterParseError, LMError) as exc:
-            logger.warning("GEPA: the reflection LM gave no usable instruction (%s); iteration skipped.", exc)
+        except Exception as exc:  # any error of the reflection LM, typed or not, skips this iteration
+            if not is_recoverable(exc):
+                raise
+            logger.warning("GEPA: the reflection LM gave no usable instruction (%s: %s); iteration skipped.",
+                           type(exc).__name__, exc)
             event["event"] = "proposal_failed"
             event["error"] = str(exc)[:300]
             return event

@@ -330,12 +330,19 @@ class MIPROv2(Teleprompter):
         return program
 
     def _score(self, program: Any, devset: list[Any], max_errors: int | None, provide_traceback: bool | None,
-               desc: str) -> float:
+               desc: str, baseline: bool = False) -> float:
+        """The program's score; a candidate whose evaluation passes ``max_errors`` scores 0 (its
+        instruction or demos may be what breaks it), but the default program's evaluation passing
+        ``max_errors`` ends the run with :class:`EvaluationError`: the task model, program or metric is
+        broken for every candidate, and a search over failures would return a program "best" at 0."""
         try:
             return evaluate_program(program, devset, self.metric, num_threads=self.num_threads, max_errors=max_errors,
                                     provide_traceback=provide_traceback, desc=desc).score
         except EvaluationError as exc:
             self.search_state["failed_evaluations"] += 1
+            if baseline:
+                raise EvaluationError(f"MIPROv2: the default program's evaluation failed on more than max_errors "
+                                      f"examples, so no candidate can be scored. {exc}") from exc
             logger.error("MIPROv2: %s stopped after too many failures; scoring it 0. %s", desc, exc)
             return 0.0
 
@@ -377,7 +384,8 @@ class MIPROv2(Teleprompter):
             score = replayed(kind, params, None)
             fresh = score is None
             if fresh:
-                score = self._score(program, valset, max_errors, provide_traceback, f"MIPROv2 full eval ({kind})")
+                score = self._score(program, valset, max_errors, provide_traceback, f"MIPROv2 full eval ({kind})",
+                                    baseline=kind == "default")
             self.search_state["events"].append({"kind": kind, "params": params, "score": score, "batch": None,
                                                 "step": step})
             best = self.search_state["best"]

@@ -20,9 +20,8 @@ import math
 import random
 from typing import Any
 
-from ..errors import AdapterParseError, LMError
 from ..settings import settings
-from ._calls import run_tasks
+from ._calls import attempt, run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +146,12 @@ class GroundedProposer:
             return Predict(signature)(config=dict(config or {}), **inputs)
 
     def _safe(self, what: str, fn: Any) -> str:
-        try:
-            return str(fn())
-        except (AdapterParseError, LMError) as exc:
+        """``str(fn())``, or ``""`` when the call failed with any recoverable error (typed or not)."""
+        value, error = attempt(f"Proposer: the {what} call", fn, logger)
+        if error is not None:
             self.failures += 1
-            logger.warning("Proposer: the %s call failed (%s: %s); going on without it.", what, type(exc).__name__,
-                           _clip(exc, 200))
             return ""
+        return str(value)
 
     # --- evidence -----------------------------------------------------------------------------------
     def summarize_data(self) -> str:

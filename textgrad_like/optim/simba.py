@@ -29,12 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AdapterParseError, LMError, OptimizerError
+from ..errors import OptimizerError
 from ..nn.graph import no_grad, record
-from ..parallel import ParallelExecutor
 from ..primitives import Example
 from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
+from ._calls import attempt, check_failures, is_recoverable, run_tasks
 from .feedback import predictor_names_of
 from .teleprompter import Teleprompter
 
@@ -183,6 +183,8 @@ class SIMBA(Teleprompter):
                 with record() as graph:
                     prediction = program(**example.inputs())
             except Exception as exc:
+                if not is_recoverable(exc):  # a budget stop ends the run
+                    raise
                 logger.warning("SIMBA: program failed on example %d: %s", ex_idx, exc, exc_info=True)
                 steps = [(names.get(id(p), "?"), dict(i), dict(o.items()) if hasattr(o, "items") else {"output": o})
                          for p, i, o in (graph.trace() if graph is not None else [])]
@@ -193,17 +195,17 @@ class SIMBA(Teleprompter):
                      for p, i, o in trace]
             return _Trajectory(ex_idx, prog_idx, score, prediction, steps, feedback)
 
-        executor = ParallelExecutor(num_threads=self.num_threads, max_errors=len(jobs) + 1, disable_progress_bar=True,
-                                    description="SIMBA")
-        results = executor.run(one, jobs)
+        results, errors = run_tasks(one, jobs, num_threads=self.num_threads, max_errors=len(jobs) + 1, desc="SIMBA")
+        failed = {e.index: e for e in errors}
         self.metric_calls += len(jobs)
         out = []
         for i, (job, res) in enumerate(zip(jobs, results, strict=True)):
             if res is None:  # the metric raised; keep the run as a failure
-                err = executor.errors.get(i)
+                err = failed.get(i)
                 out.append(_Trajectory(job[0], job[1], 0.0, None, [], error=str(err) if err else "failed"))
             else:
                 out.append(res)
+        check_failures("SIMBA", [t.error for t in out if t.error is not None], len(jobs), None)
         return out
 
     def _sampling_copy(self, program: Any, rollout_id: int, temperature: float) -> Any:
@@ -247,14 +249,15 @@ class SIMBA(Teleprompter):
         feedback = "\n".join(f"{label} run: {t.feedback or t.error}" for label, t in (("worse", worse), ("better", better))
                              if t.feedback or t.error) or "(none)"
         lm = self.prompt_model or settings.get("lm")
-        try:
+        def write_rules() -> Any:
             with no_grad():
-                out = self._rule(program_steps=description, task_input=task_input,
-                                 worse_run=_render_steps(worse.steps), worse_reward=worse.score,
-                                 better_run=_render_steps(better.steps), better_reward=better.score,
-                                 evaluator_feedback=feedback, step_names=list(named), lm=lm)
-        except (AdapterParseError, LMError) as exc:
-            logger.warning("SIMBA: the rule LM gave no usable rules (%s); strategy skipped.", exc)
+                return self._rule(program_steps=description, task_input=task_input,
+                                  worse_run=_render_steps(worse.steps), worse_reward=worse.score,
+                                  better_run=_render_steps(better.steps), better_reward=better.score,
+                                  evaluator_feedback=feedback, step_names=list(named), lm=lm)
+
+        out, error = attempt("SIMBA: the rule LM (strategy skipped)", write_rules, logger)
+        if error is not None:
             return False
         rules = dict(out.rules or {})
         changed = False

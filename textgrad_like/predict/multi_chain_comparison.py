@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..nn.module import Module
+from ..nn.traced import derive
 from ..primitives import Prediction
 from ..signatures import InputField, OutputField, ensure_signature
 from .predict import Predict
@@ -49,7 +50,8 @@ class MultiChainComparison(Module):
                 raise InputError(f"Completion {i} has no {self.last_key!r} field to compare.")
             first_line = str(rationale).strip().split("\n")[0].strip()
             answer_line = str(answer).strip().split("\n")[0].strip()
-            attempts[f"reasoning_attempt_{i}"] = f"Reasoning: {first_line} | Proposed {self.last_key}: {answer_line}"
+            attempts[f"reasoning_attempt_{i}"] = derive(f"Reasoning: {first_line} | Proposed {self.last_key}: "
+                                                        f"{answer_line}", rationale, answer)  # keeps the edges
         return self.predict(**{**attempts, **kwargs})
 
 

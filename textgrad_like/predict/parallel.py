@@ -25,11 +25,14 @@ class Parallel(Module):
         return_failed_examples: return ``(results, failed_examples, exceptions)`` instead of ``results``.
         provide_traceback: log full tracebacks of failures.
         disable_progress_bar: hide the progress bar.
+        timeout: seconds after which a still-running pair is a straggler and a second copy of it is
+            started, once at most ``straggler_limit`` pairs are left (DSPy's default 120; ``None``/``0``: off).
+        straggler_limit: how few pairs must be left before stragglers are looked for.
     """
 
     def __init__(self, num_threads: int | None = None, max_errors: int | None = None, access_examples: bool = True,
                  return_failed_examples: bool = False, provide_traceback: bool | None = None,
-                 disable_progress_bar: bool = False, **kwargs: Any) -> None:
+                 disable_progress_bar: bool = False, timeout: float | None = 120, straggler_limit: int = 3) -> None:
         super().__init__()
         self.num_threads = num_threads
         self.max_errors = max_errors
@@ -37,6 +40,8 @@ class Parallel(Module):
         self.return_failed_examples = return_failed_examples
         self.provide_traceback = provide_traceback
         self.disable_progress_bar = disable_progress_bar
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
         self.failed_examples: list[Any] = []
         self.exceptions: list[BaseException] = []
         self._lock = threading.Lock()
@@ -62,7 +67,8 @@ class Parallel(Module):
         pairs = list(exec_pairs)
         executor = ParallelExecutor(num_threads=num_threads if num_threads is not None else self.num_threads,
                                     max_errors=self.max_errors, disable_progress_bar=self.disable_progress_bar,
-                                    provide_traceback=self.provide_traceback, description="Parallel")
+                                    provide_traceback=self.provide_traceback, description="Parallel",
+                                    timeout=self.timeout, straggler_limit=self.straggler_limit)
         results = executor.run(self._process, pairs)
         if not self.return_failed_examples:
             return results

@@ -11,10 +11,13 @@ import uuid
 from typing import Any
 
 from ..adapters import ChatAdapter, JSONAdapter
+from ..adapters.inputs import check_inputs, positional_args_message
 from ..errors import ConfigurationError, InputError, StateDictError
-from ..nn.graph import Node, current_graph
+from ..nn.graph import LMNode, current_graph
 from ..nn.module import Module
 from ..nn.parameter import Demos, Instruction, Parameter
+from ..nn.saving import KEEP, lm_from_state, saved_lm_state, signature_from_state
+from ..nn.traced import trace
 from ..primitives import Prediction
 from ..settings import settings
 from ..signatures import ensure_signature
@@ -70,23 +73,51 @@ class Predict(Module):
         self.demos = []
 
     def dump_state(self) -> dict[str, Any]:
-        return {
-            "demos": self.demos.state(),
-            "signature": self.signature.dump_state(),
-            "lm": self.lm.dump_state() if self.lm is not None and hasattr(self.lm, "dump_state") else None,
-        }
+        """DSPy's predictor state (``traces``/``train`` kept empty for DSPy's loader); fields carry their
+        ``name`` and DSPy's ``description`` key; the LM without credentials."""
+        signature = self.signature.dump_state()
+        for item in signature.get("fields", []):
+            item.setdefault("description", item.get("desc"))
+        return {"traces": [], "train": [], "demos": self.demos.state(), "signature": signature,
+                "lm": saved_lm_state(self.lm)}
 
-    def load_state(self, state: dict[str, Any]) -> Predict:
+    def prepare_load_state(self, state: Any, *, allow_unsafe_lm_state: bool = False, strict: bool = True) -> Any:
+        """Check a predictor state (ours or DSPy's) and return the function that installs it."""
+        where = self.instruction.name.rsplit(".", 1)[0] if self.instruction.name and "." in self.instruction.name \
+            else type(self).__name__
         if not isinstance(state, dict):
-            raise StateDictError(f"A predictor state must be a dict with 'demos' and 'signature' (as dump_state() "
-                                 f"writes it), got {type(state).__name__}.")
-        if "signature" in state and isinstance(state["signature"], dict):
-            self.signature = self.signature.load_state(state["signature"])
-        if "demos" in state:
-            self.demos = state["demos"]
+            raise StateDictError(f"{where}: a predictor state must be a dict with 'demos' and 'signature' (as "
+                                 f"dump_state() writes it), got {type(state).__name__}.")
+        signature = (signature_from_state(self.signature, state["signature"], where, strict)
+                     if state.get("signature") is not None else None)
+        demos = self.demos.parse_state(state["demos"]) if "demos" in state else None
+        lm = lm_from_state(self.lm, state.get("lm"), where, allow_unsafe_lm_state)
+
+        def apply() -> None:
+            if signature is not None:
+                self.signature = signature
+            if demos is not None:
+                self.demos.apply_state(demos)
+            if lm is not KEEP:
+                self.lm = lm
+        return apply
+
+    def load_state(self, state: Any, *, allow_unsafe_lm_state: bool = False, strict: bool = True) -> Predict:
+        """Load what :meth:`dump_state` returned (or a predictor entry of DSPy's ``program.json``); all or nothing."""
+        self.prepare_load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state, strict=strict)()
         return self
 
     # --- the call ---------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise InputError(positional_args_message(self.signature))
+        return super().__call__(**kwargs)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise InputError(positional_args_message(self.signature))
+        return await super().acall(**kwargs)
+
     def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], list[Any], dict[str, Any], list[Parameter]]:
         override = kwargs.pop("signature", None)
         signature = ensure_signature(override) if override is not None else self.signature
@@ -106,16 +137,7 @@ class Predict(Module):
             raise ConfigurationError(f"lm must be an LM object, not the string {lm!r}; use LM({lm!r}).")
         if "new_signature" in kwargs:
             raise InputError("new_signature is not supported; pass signature= instead.")
-        expected = signature.input_fields
-        unknown = [k for k in kwargs if k not in expected]
-        if unknown:
-            raise InputError(f"{type(self).__name__} got unknown input field(s) {unknown}; the signature "
-                             f"{signature.signature!r} takes {list(expected)}.")
-        missing = [k for k, info in expected.items() if k not in kwargs and not info.has_default]
-        if missing:
-            raise InputError(f"{type(self).__name__} is missing input field(s) {missing} for signature "
-                             f"{signature.signature!r}. Call it with {', '.join(f'{k}=...' for k in expected)}.")
-        inputs = {k: (kwargs[k] if k in kwargs else expected[k].default) for k in expected}
+        inputs = check_inputs(type(self).__name__, signature, kwargs)
         used: list[Parameter] = [self.instruction, self.demos]
         for value in inputs.values():
             if isinstance(value, Parameter):
@@ -127,8 +149,15 @@ class Predict(Module):
         pred = Prediction.from_completions(completions, signature=signature)
         graph = current_graph()
         if graph is not None:
-            node = Node(name=self._graph_name(), module=self, inputs=inputs, outputs=dict(pred.items()),
-                        params=used, prediction=pred)
+            # the one place a predictor call is recorded: its parents are the recorded provenance of its
+            # inputs, and its outputs carry this node as their grad_fn
+            node = LMNode(name=self._graph_name(), module=self, inputs=inputs, outputs={}, params=used,
+                          prediction=pred)
+            for key, value in list(pred.items()):
+                pred[key] = trace(value, node)
+            candidates = pred.completions
+            candidates._completions = {k: [trace(v, node) for v in vs] for k, vs in candidates.items()}
+            node.outputs = dict(pred.items())
             graph.add(node)
         return pred
 

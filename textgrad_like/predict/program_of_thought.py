@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import InputError, InterpreterError
 from ..nn.module import Module
+from ..nn.traced import derive
 from ..primitives import Prediction
 from ..signatures import InputField, OutputField, ensure_signature, make_signature
 from .chain_of_thought import ChainOfThought
@@ -152,10 +153,13 @@ class ProgramOfThought(Module):
                 interp.shutdown()
 
     def _run(self, interpreter: Any, inputs: dict[str, Any]) -> Prediction:
-        code, error = self._parse_code(self.code_generate(**inputs).generated_code)
+        generated = self.code_generate(**inputs).generated_code
+        code, error = self._parse_code(generated)
+        code = derive(code, generated)  # the parsed code and its output keep the edge to the code writer
         output: str | None = None
         if error is None:
             output, error = self._execute(code, interpreter)
+            output = derive(output, code)
         attempt = 1
         while error is not None:
             logger.info("ProgramOfThought: attempt %d failed: %s", attempt, error)
@@ -165,7 +169,9 @@ class ProgramOfThought(Module):
                                        "stronger LM.")
             repaired = self.code_regenerate(**inputs, previous_code=code, error=error)
             code, error = self._parse_code(repaired.generated_code)
+            code = derive(code, repaired.generated_code)
             if error is None:
                 output, error = self._execute(code, interpreter)
+                output = derive(output, code)
             attempt += 1
         return self.generate_output(**inputs, final_generated_code=code, code_output=output)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Generator
 from typing import Any, Literal
 
-from ..errors import AdapterParseError, ConfigurationError, LMError
+from ..errors import AdapterParseError, ConfigurationError, ContextWindowExceededError
 from ..nn.module import Module
+from ..nn.traced import derive
 from ..primitives import Prediction
 from ..signatures import InputField, OutputField, ensure_signature, make_signature
 from ..tools.tool import Tool
@@ -34,6 +36,9 @@ _CONTEXT_PATTERNS = re.compile(
 
 _STEP_KEYS = ("thought", "tool_name", "tool_args", "observation")
 
+# the agent loop: yields ("call", module, kwargs) or ("tool", name, kwargs), receives their results
+Steps = Generator[tuple[str, Any, dict[str, Any]], Any, Any]
+
 
 def is_context_window_error(exc: BaseException) -> bool:
     """True when ``exc`` (or an exception it was raised from) says the prompt did not fit the model."""
@@ -49,8 +54,18 @@ def is_context_window_error(exc: BaseException) -> bool:
     return False
 
 
-def format_error_for_lm(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
+def format_error_for_lm(err: BaseException, traceback_frames: int = 0) -> str:
+    """An exception as text for the LM: ``Type: message``, or (``traceback_frames > 0``, as DSPy shows a
+    failed tool call) a newline and the traceback limited to that many frames."""
+    if traceback_frames <= 0:
+        return f"{type(err).__name__}: {err}"
+    return "\n" + "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=traceback_frames)).strip()
+
+
+def tool_error_observation(name: str, err: BaseException) -> str:
+    """The observation of a tool call that raised, in DSPy's words: ``Execution error in {tool}: {error}``
+    with the last five frames of the traceback."""
+    return f"Execution error in {name}: {format_error_for_lm(err, traceback_frames=5)}"
 
 
 def _format_value(value: Any) -> str:
@@ -129,7 +144,8 @@ class ReAct(Module):
 
     # --- trajectory ----------------------------------------------------------------------------
     def _format_trajectory(self, trajectory: dict[str, Any]) -> str:
-        return "\n".join(f"<{key}>\n{_format_value(value)}\n</{key}>" for key, value in trajectory.items())
+        text = "\n".join(f"<{key}>\n{_format_value(value)}\n</{key}>" for key, value in trajectory.items())
+        return derive(text, *trajectory.values())  # keeps the edges to the steps that wrote it
 
     @staticmethod
     def _steps(trajectory: dict[str, Any]) -> list[str]:
@@ -141,12 +157,14 @@ class ReAct(Module):
         return steps
 
     def truncate_trajectory(self, trajectory: dict[str, Any]) -> dict[str, Any]:
-        """Drop the oldest step (thought, tool name, args, observation) in place. Override to change how."""
+        """Drop the oldest step (thought, tool name, args, observation) in place, as DSPy does; with one step
+        left raise :class:`ContextWindowExceededError`. Override to change how."""
         steps = self._steps(trajectory)
         if len(steps) <= 1:
-            raise LMError("The prompt exceeded the model's context window, and the trajectory cannot be truncated "
-                          "further (one step left). Use a model with a larger context window, shorter inputs, or "
-                          "tools that return shorter observations.")
+            raise ContextWindowExceededError(
+                "The prompt exceeded the model's context window, and the trajectory cannot be truncated further (one "
+                "step left). Use a model with a larger context window, shorter inputs, or tools that return shorter "
+                "observations.")
         oldest = steps[0]
         for key in [k for k in trajectory if k.rsplit("_", 1)[-1] == oldest]:
             trajectory.pop(key)
@@ -169,30 +187,21 @@ class ReAct(Module):
         logger.warning("ReAct: the prompt exceeded the context window; dropping the oldest step.")
         self.truncate_trajectory(trajectory)
 
-    def _still_overflowing(self, last: BaseException | None) -> LMError:
-        error = LMError(f"The prompt still exceeded the context window after dropping the {self._TRUNCATION_TRIES} "
+    def _still_overflowing(self, last: BaseException | None) -> ContextWindowExceededError:
+        error = ContextWindowExceededError(f"The prompt still exceeded the context window after dropping the {self._TRUNCATION_TRIES} "
                         "oldest steps of the trajectory. Use a model with a larger context window or set "
                         "max_trajectory_chars.")
         error.__cause__ = last
         return error
 
-    def _call_with_truncation(self, module: Module, trajectory: dict[str, Any], **input_args: Any) -> Any:
+    def _predict(self, module: Module, trajectory: dict[str, Any], input_args: dict[str, Any]) -> Steps:
+        """Call ``module`` with the trajectory, dropping the oldest step and retrying (up to three times)
+        when the prompt overflows the context window, as DSPy does."""
         last: BaseException | None = None
         for _ in range(self._TRUNCATION_TRIES):
             self._fit(trajectory)
             try:
-                return module(**input_args, trajectory=self._format_trajectory(trajectory))
-            except Exception as err:
-                self._drop_oldest_on_overflow(err, trajectory)
-                last = err
-        raise self._still_overflowing(last)
-
-    async def _acall_with_truncation(self, module: Module, trajectory: dict[str, Any], **input_args: Any) -> Any:
-        last: BaseException | None = None
-        for _ in range(self._TRUNCATION_TRIES):
-            self._fit(trajectory)
-            try:
-                return await module.acall(**input_args, trajectory=self._format_trajectory(trajectory))
+                return (yield ("call", module, {**input_args, "trajectory": self._format_trajectory(trajectory)}))
             except Exception as err:
                 self._drop_oldest_on_overflow(err, trajectory)
                 last = err
@@ -210,12 +219,14 @@ class ReAct(Module):
         return False
 
     # --- forward -------------------------------------------------------------------------------
-    def forward(self, **input_args: Any) -> Prediction:
+    # The agent loop is written once, as a generator that yields the calls it needs ("call" a module,
+    # run a "tool") and receives their results; forward and aforward only perform those calls.
+    def _agent_loop(self, input_args: dict[str, Any]) -> Steps:
         trajectory: dict[str, Any] = {}
         max_iters = input_args.pop("max_iters", self.max_iters)
         for idx in range(max_iters):
             try:
-                pred = self._call_with_truncation(self.react, trajectory, **input_args)
+                pred = yield from self._predict(self.react, trajectory, input_args)
             except Exception as err:
                 if self._step_failed(err):
                     break
@@ -225,33 +236,47 @@ class ReAct(Module):
             trajectory[f"tool_name_{idx}"] = name
             trajectory[f"tool_args_{idx}"] = args
             try:
-                trajectory[f"observation_{idx}"] = self.tools[name](**(args or {}))
+                trajectory[f"observation_{idx}"] = yield ("tool", name, args or {})
             except Exception as err:
-                trajectory[f"observation_{idx}"] = f"Execution error in {name}: {format_error_for_lm(err)}"
+                trajectory[f"observation_{idx}"] = tool_error_observation(name, err)
             if name == "finish":
                 break
-        extract = self._call_with_truncation(self.extract, trajectory, **input_args)
+        extract = yield from self._predict(self.extract, trajectory, input_args)
         return Prediction(trajectory=trajectory, **dict(extract.items()))
 
+    def forward(self, **input_args: Any) -> Prediction:
+        steps = self._agent_loop(input_args)
+        request = next(steps)
+        while True:
+            kind, target, kwargs = request
+            try:
+                result = target(**kwargs) if kind == "call" else self.tools[target](**kwargs)
+            except Exception as err:
+                request, done = _resume(steps, error=err)
+            else:
+                request, done = _resume(steps, value=result)
+            if done:
+                return request
+
     async def aforward(self, **input_args: Any) -> Prediction:
-        trajectory: dict[str, Any] = {}
-        max_iters = input_args.pop("max_iters", self.max_iters)
-        for idx in range(max_iters):
+        steps = self._agent_loop(input_args)
+        request = next(steps)
+        while True:
+            kind, target, kwargs = request
             try:
-                pred = await self._acall_with_truncation(self.react, trajectory, **input_args)
+                result = await (target.acall(**kwargs) if kind == "call" else self.tools[target].acall(**kwargs))
             except Exception as err:
-                if self._step_failed(err):
-                    break
-                raise
-            name, args = pred.next_tool_name, pred.next_tool_args
-            trajectory[f"thought_{idx}"] = pred.next_thought
-            trajectory[f"tool_name_{idx}"] = name
-            trajectory[f"tool_args_{idx}"] = args
-            try:
-                trajectory[f"observation_{idx}"] = await self.tools[name].acall(**(args or {}))
-            except Exception as err:
-                trajectory[f"observation_{idx}"] = f"Execution error in {name}: {format_error_for_lm(err)}"
-            if name == "finish":
-                break
-        extract = await self._acall_with_truncation(self.extract, trajectory, **input_args)
-        return Prediction(trajectory=trajectory, **dict(extract.items()))
+                request, done = _resume(steps, error=err)
+            else:
+                request, done = _resume(steps, value=result)
+            if done:
+                return request
+
+
+def _resume(steps: Steps, value: Any = None, error: BaseException | None = None) -> tuple[Any, bool]:
+    """Send the agent loop a call's result (or throw its error in); ``(next request, False)`` or
+    ``(the final prediction, True)``."""
+    try:
+        return (steps.throw(error) if error is not None else steps.send(value)), False
+    except StopIteration as stop:
+        return stop.value, True

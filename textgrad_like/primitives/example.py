@@ -72,15 +72,19 @@ class Example:
         return iter(dict(self.items()))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Example) and self._store == other._store
+        if isinstance(other, Example):
+            return self._store == other._store
+        if isinstance(other, dict):  # a demo loaded from a saved program is a plain dict, as in DSPy
+            return self._store == other
+        return False
 
     def __hash__(self) -> int:
         return hash(tuple(sorted((k, repr(v)) for k, v in self._store.items())))
 
     def __repr__(self) -> str:
         fields = {k: v for k, v in self._store.items() if not k.startswith("dspy_")}
-        inputs = f", input_keys={set(self._input_keys)}" if self._input_keys is not None else ""
-        return f"Example({fields}){inputs}"
+        input_keys = set(self._input_keys) if self._input_keys is not None else None
+        return f"Example({fields}) (input_keys={input_keys})"  # DSPy's printed form
 
     __str__ = __repr__
 

@@ -66,12 +66,16 @@ def _plan(metric: Callable[..., Any]) -> tuple[int, tuple[str, ...]]:
     except (TypeError, ValueError):  # builtins without a signature: DSPy's three-argument form
         return 3, ()
     positional = 0
+    filling = True
     keyword: list[str] = []
     for p in params:
         if p.kind == inspect.Parameter.VAR_POSITIONAL:
-            return -1, ()
+            return (-1, ()) if filling else (positional, ())
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            positional += 1
+            # the 3rd positional is DSPy's trace whatever its name; the 4th and 5th are GEPA's
+            # pred_name/pred_trace only when so named or required (so `frac=1.0` is left alone)
+            filling = filling and (positional < 3 or p.name in _OPTIONAL[1:] or p.default is inspect.Parameter.empty)
+            positional += filling
         elif p.kind == inspect.Parameter.KEYWORD_ONLY and p.name in _OPTIONAL:
             keyword.append(p.name)
     if positional < 2:

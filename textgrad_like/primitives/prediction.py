@@ -48,10 +48,10 @@ class Prediction(Example):
 
     def __repr__(self) -> str:
         fields = ",\n    ".join(f"{k}={v!r}" for k, v in self.items())
-        extra = ""
-        if self._completions is not None and len(self._completions) > 1:
-            extra = f"\n    ({len(self._completions) - 1} completions omitted)"
-        return f"Prediction(\n    {fields}{extra}\n)"
+        if self._completions is None or len(self._completions) <= 1:
+            return f"Prediction(\n    {fields}\n)"
+        omitted = len(self._completions) - 1  # DSPy's printed form
+        return f"Prediction(\n    {fields},\n    completions=Completions(...)\n) ({omitted} completions omitted)"
 
     __str__ = __repr__
 
@@ -140,4 +140,7 @@ class Completions:
         return key in self._completions
 
     def __repr__(self) -> str:
-        return f"Completions({self._completions!r})"
+        fields = ",\n    ".join(f"{k}={v!r}" for k, v in self._completions.items())
+        return f"Completions(\n    {fields}\n)"
+
+    __str__ = __repr__

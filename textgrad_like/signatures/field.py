@@ -40,8 +40,13 @@ class FieldInfo:
 
     @property
     def json_schema_extra(self) -> dict[str, Any]:
-        """DSPy-style view: ``{"__dspy_field_type": "input", "desc": ...}``."""
-        return {"__dspy_field_type": self.kind, "desc": self.desc, "prefix": self.prefix}
+        """DSPy-style view: ``{"__dspy_field_type": "input", "desc": ..., "prefix": ...}`` (plus
+        ``"constraints"``, in words, when the field has pydantic constraints such as ``ge=1``)."""
+        view: dict[str, Any] = {"__dspy_field_type": self.kind, "desc": self.desc, "prefix": self.prefix}
+        rules = describe_constraints(self)
+        if rules:
+            view["constraints"] = rules
+        return view
 
     def __repr__(self) -> str:
         from .types import type_name
@@ -67,3 +72,23 @@ def OutputField(desc: str | None = None, prefix: str | None = None, default: Any
                 **kwargs: Any) -> Any:
     """Declare an output field: ``answer: float = OutputField(desc="...")``."""
     return FieldInfo("output", desc=desc, prefix=prefix, default=default, **kwargs)
+
+
+# pydantic constraints a field may carry: InputField(ge=1), OutputField(max_length=80), ...
+CONSTRAINT_KEYS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern",
+                   "allow_inf_nan", "max_digits", "decimal_places")
+_CONSTRAINT_WORDS = {"gt": "greater than", "ge": "greater than or equal to", "lt": "less than",
+                     "le": "less than or equal to", "multiple_of": "a multiple of", "min_length": "minimum length",
+                     "max_length": "maximum length", "pattern": "matching the pattern", "max_digits": "at most digits",
+                     "decimal_places": "at most decimal places", "allow_inf_nan": "infinity and NaN allowed"}
+
+
+def field_constraints(info: Any) -> dict[str, Any]:
+    """The pydantic constraints given to a field (``OutputField(ge=0, le=10)``)."""
+    extra = getattr(info, "extra", None) or {}
+    return {k: extra[k] for k in CONSTRAINT_KEYS if extra.get(k) is not None}
+
+
+def describe_constraints(info: Any) -> str:
+    """The constraints of a field in words, for the prompt (``""`` when it has none)."""
+    return ", ".join(f"{_CONSTRAINT_WORDS[k]}: {v}" for k, v in field_constraints(info).items())

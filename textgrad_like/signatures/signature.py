@@ -14,12 +14,13 @@ A signature is a class; its methods that "change" it return a new class.
 
 from __future__ import annotations
 
+import re
 import sys
 import typing
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from ..errors import SignatureError
+from ..errors import SignatureError, SignatureFieldError
 from .field import FieldInfo, InputField, OutputField
 from .types import parse_type, type_name
 
@@ -51,27 +52,33 @@ class SignatureMeta(type):
         annotations = namespace.get("__annotations__", {})
         module = sys.modules.get(namespace.get("__module__", ""), None)
         globalns = dict(vars(module)) if module else {}
-        for field_name, annotation in annotations.items():
+        if any(isinstance(a, str) for a in annotations.values()):
+            # string annotations (``from __future__ import annotations``) may name a class local to the
+            # function that declares the signature
+            try:
+                caller = sys._getframe(1)
+                globalns.update({k: v for k, v in caller.f_locals.items() if not k.startswith("__")})
+            except ValueError:
+                pass
+        # fields in declaration order, annotated or not (an unannotated field is ``str``)
+        declared = [k for k in namespace if isinstance(namespace[k], FieldInfo) or k in annotations]
+        declared += [k for k in annotations if k not in declared]
+        for field_name in declared:
+            annotation = annotations.get(field_name, str)
             if field_name.startswith("_") or typing.get_origin(annotation) is ClassVar:
                 continue
             value = namespace.get(field_name)
             if not isinstance(value, FieldInfo):
                 if annotation in ("ClassVar",) or str(annotation).startswith("ClassVar"):
                     continue
-                raise SignatureError(
+                raise SignatureFieldError(
                     f"Field {field_name!r} of signature {name!r} must be declared with InputField() or OutputField()."
                 )
             _check_name(field_name, name)
             if isinstance(annotation, str):
                 annotation = parse_type(annotation, globalns)
-            fields[field_name] = value.copy(annotation=annotation)
+            fields[field_name] = value.copy(annotation=annotation, prefix=value.prefix or default_prefix(field_name))
             namespace.pop(field_name, None)
-        # fields declared without annotations default to str
-        for field_name, value in list(namespace.items()):
-            if isinstance(value, FieldInfo) and field_name not in annotations:
-                _check_name(field_name, name)
-                fields[field_name] = value.copy(annotation=str)
-                namespace.pop(field_name)
         cls = super().__new__(mcs, name, bases, namespace)
         ordered = {k: v for k, v in fields.items() if v.is_input}
         ordered.update({k: v for k, v in fields.items() if not v.is_input})
@@ -134,6 +141,10 @@ class SignatureMeta(type):
     def with_instructions(cls, instructions: str) -> type[Signature]:
         return _derive(cls, dict(cls._fields_), instructions)
 
+    def append_instructions(cls, instructions: str) -> type[Signature]:
+        """A new signature whose instructions are these ones, a blank line, then ``instructions``."""
+        return _derive(cls, dict(cls._fields_), f"{cls._instructions_}\n\n{instructions}")
+
     def with_updated_fields(cls, name: str, type_: Any = None, **kwargs: Any) -> type[Signature]:
         if name not in cls._fields_:
             raise SignatureError(f"Signature {cls.__name__} has no field {name!r}; fields: {list(cls._fields_)}.")
@@ -177,10 +188,11 @@ class SignatureMeta(type):
                 and list(cls._fields_.items()) == list(other._fields_.items()))
 
     def dump_state(cls) -> dict[str, Any]:
+        """Instructions and field texts, in order (DSPy's ``prefix``/``description`` keys plus ours)."""
         return {
             "instructions": cls._instructions_,
             "fields": [{"name": k, "kind": v.kind, "type": type_name(v.annotation), "desc": v.desc,
-                        "prefix": v.prefix} for k, v in cls._fields_.items()],
+                        "description": v.desc, "prefix": v.prefix} for k, v in cls._fields_.items()],
         }
 
     def load_state(cls, state: dict[str, Any]) -> type[Signature]:
@@ -190,16 +202,33 @@ class SignatureMeta(type):
         items = state.get("fields", []) or []
         if not isinstance(items, list):
             raise SignatureError("A signature state's 'fields' must be a list of {'name', 'desc', 'prefix'} dicts.")
-        for item in items:
+        order = list(new._fields_)
+        for position, item in enumerate(items):
             if not isinstance(item, dict):
                 continue
-            name = item.get("name")
+            # ours name each field; DSPy's state lists the fields in order without names
+            name = item.get("name") if "name" in item else (order[position] if position < len(order) else None)
             if isinstance(name, str) and name in new._fields_:
-                desc, prefix = item.get("desc"), item.get("prefix")
+                desc, prefix = item.get("desc", item.get("description")), item.get("prefix")
                 if not all(v is None or isinstance(v, str) for v in (desc, prefix)):
                     raise SignatureError(f"The desc and prefix of field {name!r} in a signature state must be text.")
                 new = new.with_updated_fields(name, desc=desc, prefix=prefix)
         return new
+
+
+_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def infer_prefix(attribute_name: str) -> str:
+    """A readable label from a field name: ``"questionText"``/``"question_text"`` → ``"Question Text"``,
+    ``"HTMLParser"`` → ``"HTML Parser"``, ``"text2number"`` → ``"Text 2 Number"`` (acronyms kept)."""
+    words = [w for chunk in attribute_name.split("_") for w in _WORDS.findall(chunk)]
+    return " ".join(w if w.isupper() else w[:1].upper() + w[1:] for w in words)
+
+
+def default_prefix(name: str) -> str:
+    """The label DSPy gives a field by default: ``"question_text"`` → ``"Question Text:"``."""
+    return infer_prefix(name) + ":"
 
 
 def _dedent(text: str) -> str:
@@ -218,7 +247,21 @@ def _derive(cls: SignatureMeta, fields: dict[str, FieldInfo], instructions: str)
 
 
 class Signature(metaclass=SignatureMeta):
-    """Base class of every signature. ``Signature("question -> answer")`` builds one from a string."""
+    """Base class of every signature. ``Signature("question -> answer")`` builds one from a string.
+
+    An instance holds one value per field (``MySignature(question="...", answer="...")``).
+    """
+
+    def __init__(self, **values: Any) -> None:
+        unknown = [k for k in values if k not in type(self)._fields_]
+        if unknown:
+            raise SignatureError(f"{type(self).__name__} has no field(s) {unknown}; fields: {list(type(self)._fields_)}.")
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={getattr(self, k)!r}" for k in type(self)._fields_ if hasattr(self, k))
+        return f"{type(self).__name__}({values})"
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -260,7 +303,8 @@ def parse_signature_string(text: str, custom_types: dict[str, Any] | None = None
                 name, annotation = item.strip(), str
             _check_name(name, text)
             if name in fields:
-                raise SignatureError(f"Field {name!r} appears twice in {text!r}.")
+                raise SignatureError(f"Field {name!r} appears twice in {text!r}; input and output fields need "
+                                     "distinct names.")
             fields[name] = maker().copy(annotation=annotation)
     return fields
 

@@ -7,65 +7,16 @@ variables)`` returns the value of the last expression (or the printed output whe
 is none), state persists across calls, host tools are callable from the sandbox, and
 ``SUBMIT(...)`` returns a :class:`FinalOutput`.
 
-Why Deno + Pyodide
-------------------
-Two candidates were put through the same security test (read ``/etc/passwd``, write a
-file, open a socket, run ``os.system``/``subprocess``, loop forever, allocate 8 GB):
-
-* ``pydantic-monty`` (a Python interpreter written in Rust, worker subprocesses): it
-  refused every attack (``PermissionError`` for files, no ``subprocess``/``socket``
-  modules, ``os.system`` missing) and starts in milliseconds. But it runs a subset of
-  Python: ``yield`` is a syntax error and ``statistics``, ``fractions`` and much of the
-  standard library do not exist. LM-written code uses all of those, so a failure there
-  would be "the sandbox cannot run this", not "the code is wrong".
-* Deno + Pyodide: real CPython 3.13 with the full standard library. Python's own
-  file/socket/process calls never leave WebAssembly (an in-memory file system), and
-  everything that could reach the machine (``import js; js.Deno.readTextFileSync``,
-  ``fetch``, ``node:child_process``) is checked by Deno's permission system. The test
-  showed every attack refused: files outside granted paths -> ``NotCapable`` /
-  ``PermissionError``; sockets and ``subprocess`` -> ``PermissionError``; an infinite
-  loop -> killed at the time limit; 8 GB -> ``MemoryError`` (a kernel ``RLIMIT_DATA`` on
-  the Deno process, plus WebAssembly's 4 GB address space). The host stays intact and
-  the interpreter is usable afterwards. Cost: start-up is CPU-bound (V8 compiles the
-  WebAssembly): 3.7-5 s on an idle 2-core machine, up to ~20 s on a busy one; then
-  ~1-3 ms per ``execute`` (median, ``benchmarks/sandbox.py``). Limits: no third-party
-  packages (numpy etc. would need the network), no ``sqlite3``, no top-level ``await``;
-  asynchronous JavaScript (``fetch``) never runs because the runner's loop is synchronous.
-
-Deno + Pyodide was chosen for compatibility at equal security.
-
-Layers of isolation
--------------------
-1. Deno runs with ``--allow-read`` for the runner, the local Pyodide files and granted
-   paths only (the runner revokes the Pyodide and runner paths once loaded),
-   ``--allow-write`` for granted write paths only, and explicit ``--deny-net``,
-   ``--deny-run``, ``--deny-env``, ``--deny-sys``, ``--deny-ffi``, ``--no-prompt``,
-   ``--no-remote`` and ``--no-npm``. The process gets a minimal environment (no API keys).
-2. Inside Python, ``os.system``, ``subprocess`` and socket connections raise
-   ``PermissionError`` with a clear message; the JS runner also refuses Node's
-   ``child_process`` and ``ws`` modules so a bypass cannot crash Pyodide.
-3. Time limit: the host kills the process group after ``timeout`` seconds and starts a
-   fresh sandbox on the next call (variables are lost; the error says so).
-4. Memory limit: ``RLIMIT_DATA`` (Linux) on the Deno process = ``memory_limit_mb`` plus the
-   runtime's own reservation, and ``--max-old-space-size`` for the JS heap. Python sees a
-   ``MemoryError`` and the sandbox survives.
-
-Setup
------
-Pyodide is not on PyPI; it is installed from the npm registry into a local cache by an
-explicit step, and runs offline afterwards::
-
-    python -m textgrad_like.tools.python_interpreter --setup
-
-The Deno binary comes from the ``deno`` PyPI package. ``TEXTGRAD_LIKE_SANDBOX_DIR``
-overrides the cache directory (default ``~/.cache/textgrad_like/sandbox``).
+What the sandbox promises, why Deno + Pyodide, and the layers of isolation are in
+``docs/sandbox.md``. The parts live in :mod:`textgrad_like.tools.sandbox`: the errors,
+setup and the command line (``python -m textgrad_like.tools.python_interpreter --setup
+--check``), the protocol channel, granted files, and the code that runs inside the
+sandbox (``driver.py``, ``runner.js``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import inspect
@@ -74,12 +25,9 @@ import keyword
 import logging
 import math
 import os
-import queue
 import secrets
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -88,6 +36,29 @@ from typing import Any
 
 from textgrad_like.callbacks import with_callbacks
 from textgrad_like.errors import InterpreterError
+
+from .sandbox.channel import Channel, ChannelTimeout
+from .sandbox.errors import (
+    CodeExecutionError,
+    CodeInterpreterError,
+    SandboxCrashedError,
+    SandboxMemoryError,
+    SandboxPermissionError,
+    SandboxSetupError,
+    SandboxSyntaxError,
+    SandboxTimeoutError,
+)
+from .sandbox.grants import CHUNK_BYTES, Grant, GrantWriter, read_grant
+from .sandbox.install import (
+    PYODIDE_VERSION,
+    RUNNER_PATH,
+    find_deno,
+    main,
+    pyodide_dir,
+    pyodide_ready,
+    sandbox_cache_dir,
+    setup_sandbox,
+)
 
 __all__ = [
     "PYODIDE_VERSION",
@@ -101,6 +72,7 @@ __all__ = [
     "SandboxSetupError",
     "SandboxSyntaxError",
     "SandboxTimeoutError",
+    "main",
     "pyodide_dir",
     "sandbox_cache_dir",
     "setup_sandbox",
@@ -108,64 +80,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PYODIDE_VERSION = "0.29.4"
-_RUNNER_PATH = Path(__file__).resolve().parent / "sandbox" / "runner.js"
+_DRIVER_PATH = Path(__file__).resolve().parent / "sandbox" / "driver.py"
 # V8 reserves this much writable memory before any Python code runs (measured ~700 MB
 # with Deno 2.x); the data limit is memory_limit_mb on top of it.
 _RUNTIME_DATA_OVERHEAD_MB = 900
-_STDERR_TAIL_CHARS = 8000
-_MAX_LINE_BYTES = 256 * 1024 * 1024
-
-
-# =============================================================================
-# Errors
-# =============================================================================
-
-CodeInterpreterError = InterpreterError  # DSPy's name for the base class
-
-
-class SandboxSetupError(InterpreterError):
-    """Deno or the local Pyodide files are missing or do not start."""
-
-
-class CodeExecutionError(InterpreterError):
-    """The submitted code raised inside a healthy sandbox (its state is kept).
-
-    Attributes:
-        error_type: the Python exception class name raised in the sandbox.
-        traceback_text: the Python traceback, as the sandboxed interpreter printed it.
-        stdout: what the code printed before it failed.
-    """
-
-    def __init__(self, message: str, *, error_type: str = "Error", traceback_text: str = "", stdout: str = "") -> None:
-        self.message = message
-        self.error_type = error_type
-        self.traceback_text = traceback_text
-        self.stdout = stdout
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class SandboxSyntaxError(CodeExecutionError, SyntaxError):
-    """The submitted code is not valid Python; fix the code and run it again."""
-
-
-class SandboxPermissionError(CodeExecutionError, PermissionError):
-    """The code tried something the sandbox refuses (file outside granted paths, network, subprocess)."""
-
-
-class SandboxMemoryError(CodeExecutionError, MemoryError):
-    """The code passed the sandbox's memory limit."""
-
-
-class SandboxTimeoutError(InterpreterError, TimeoutError):
-    """The code ran past the time limit; the sandbox was killed and will restart on the next call."""
-
-
-class SandboxCrashedError(InterpreterError):
-    """The sandbox process died; it will restart (with empty state) on the next call."""
 
 
 class FinalOutput:
@@ -183,318 +101,6 @@ class FinalOutput:
         return self.output == other.output
 
     __hash__ = None  # type: ignore[assignment]
-
-
-# =============================================================================
-# Setup: Deno binary and local Pyodide files
-# =============================================================================
-
-
-def sandbox_cache_dir() -> Path:
-    """Directory that holds the sandbox's local files (``TEXTGRAD_LIKE_SANDBOX_DIR`` overrides)."""
-    env = os.environ.get("TEXTGRAD_LIKE_SANDBOX_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base).resolve() / "textgrad_like" / "sandbox"
-
-
-def pyodide_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the pinned Pyodide release lives once :func:`setup_sandbox` has run."""
-    root = Path(cache_dir).expanduser().resolve() if cache_dir else sandbox_cache_dir()
-    return root / f"pyodide-{PYODIDE_VERSION}" / "node_modules" / "pyodide"
-
-
-_PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
-
-
-def _pyodide_ready(path: Path) -> bool:
-    return all((path / name).is_file() for name in _PYODIDE_FILES)
-
-
-def setup_sandbox(cache_dir: str | os.PathLike[str] | None = None, *, force: bool = False) -> Path:
-    """Install Pyodide from the npm registry into the local cache (needs ``npm``); returns its path.
-
-    This is the only step that uses the network; the sandbox runs offline afterwards.
-    """
-    target = pyodide_dir(cache_dir)
-    if _pyodide_ready(target) and not force:
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SandboxSetupError(
-            "npm was not found. Install Node.js/npm (e.g. `apt-get install -y npm`), then run "
-            "`python -m textgrad_like.tools.python_interpreter --setup`."
-        )
-    prefix = target.parent.parent
-    prefix.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--ignore-scripts",
-        "--no-save", "--loglevel=error", f"pyodide@{PYODIDE_VERSION}",
-    ]
-    logger.info("Installing Pyodide %s into %s", PYODIDE_VERSION, prefix)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    if proc.returncode != 0 or not _pyodide_ready(target):
-        raise SandboxSetupError(
-            f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}\n"
-            "Check that the npm registry is reachable, then run the setup again."
-        )
-    return target
-
-
-def _find_deno() -> str:
-    try:
-        from deno import find_deno_bin
-
-        return str(find_deno_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("deno")
-        if found:
-            return found
-    raise SandboxSetupError("Deno was not found. Install it with `pip install deno` (the PyPI package ships the binary).")
-
-
-# =============================================================================
-# The Python driver that runs inside the sandbox
-# =============================================================================
-
-_DRIVER = r'''
-import ast as _ast
-import builtins as _builtins
-import io as _io
-import json as _json
-import linecache as _linecache
-import os as _os
-import sys as _sys
-import traceback as _traceback
-
-
-class ToolError(Exception):
-    """A host tool failed."""
-
-
-class _TGFinal(BaseException):
-    pass
-
-
-def _tg_refuse_process(*args, **kwargs):
-    raise PermissionError("subprocesses are disabled in this sandbox; compute the result in Python instead")
-
-
-for _name in ("system", "popen", "fork", "forkpty", "execv", "execve", "execvp", "execvpe", "execl", "execle",
-              "execlp", "execlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle", "spawnlp",
-              "spawnlpe", "posix_spawn", "posix_spawnp", "kill", "killpg"):
-    if hasattr(_os, _name):
-        setattr(_os, _name, _tg_refuse_process)
-
-import subprocess as _subprocess
-
-
-class _RefusedPopen:
-    def __init__(self, *args, **kwargs):
-        _tg_refuse_process()
-
-
-_subprocess.Popen = _RefusedPopen
-
-import socket as _socket
-
-
-def _tg_refuse_network(*args, **kwargs):
-    raise PermissionError("network access is disabled in this sandbox")
-
-
-for _name in ("connect", "connect_ex", "bind", "listen", "sendto"):
-    setattr(_socket.socket, _name, _tg_refuse_network)
-_socket.create_connection = _tg_refuse_network
-_socket.getaddrinfo = _tg_refuse_network
-_socket.gethostbyname = _tg_refuse_network
-
-_TG_NS = {"__name__": "__main__", "__builtins__": _builtins, "ToolError": ToolError}
-_TG_STATE = {"cell": 0, "max_output": 1000000, "outputs": []}
-
-
-def _tg_jsonable(value, depth=0):
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
-    if depth < 50 and isinstance(value, (list, tuple)):
-        return [_tg_jsonable(v, depth + 1) for v in value]
-    if depth < 50 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _tg_jsonable(v, depth + 1) for k, v in value.items()}
-    return repr(value)
-
-
-def _tg_call_tool(name, args, kwargs):
-    try:
-        request = _json.dumps({"op": "tool_call", "name": name, "args": list(args), "kwargs": kwargs})
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"arguments to host tool {name!r} must be JSON-serializable: {exc}") from None
-    reply = _json.loads(_tg_host_call(request))
-    if reply.get("ok"):
-        return reply.get("value")
-    kind = reply.get("type") or "ToolError"
-    message = reply.get("message") or "tool failed"
-    exc_class = getattr(_builtins, kind, None)
-    if isinstance(exc_class, type) and issubclass(exc_class, Exception) and kind != "Exception":
-        raise exc_class(f"host tool {name!r} failed: {message}")
-    raise ToolError(f"host tool {name!r} failed with {kind}: {message}")
-
-
-def _tg_make_tool(name):
-    def tool(*args, **kwargs):
-        return _tg_call_tool(name, args, kwargs)
-    tool.__name__ = name
-    tool.__qualname__ = name
-    return tool
-
-
-def _tg_make_submit(fields):
-    def SUBMIT(*args, **kwargs):
-        if not fields:
-            if len(args) + len(kwargs) != 1:
-                raise TypeError("SUBMIT takes exactly one value")
-            value = args[0] if args else next(iter(kwargs.values()))
-            raise _TGFinal({"output": value})
-        if len(args) > len(fields):
-            raise TypeError(f"SUBMIT takes {len(fields)} values: {', '.join(fields)}")
-        result = dict(zip(fields, args))
-        for key, value in kwargs.items():
-            if key not in fields:
-                raise TypeError(f"SUBMIT got an unknown field {key!r}; expected {', '.join(fields)}")
-            if key in result:
-                raise TypeError(f"SUBMIT got {key!r} twice")
-            result[key] = value
-        missing = [f for f in fields if f not in result]
-        if missing:
-            raise TypeError(f"SUBMIT is missing {', '.join(missing)}")
-        raise _TGFinal(result)
-    return SUBMIT
-
-
-def _tg_configure(config):
-    for name in config.get("tools", []):
-        _TG_NS[name] = _tg_make_tool(name)
-    _TG_NS["SUBMIT"] = _tg_make_submit(config.get("outputs", []))
-
-
-def _tg_init(config_json):
-    config = _json.loads(config_json)
-    _tg_configure(config)
-    for key, value in config.get("env", {}).items():
-        _os.environ[key] = value
-    _TG_STATE["max_output"] = int(config.get("max_output", 1000000))
-    _os.makedirs("/sandbox", exist_ok=True)
-    _os.chdir("/sandbox")
-
-
-class _TGCapped(_io.StringIO):
-    def __init__(self, limit):
-        super().__init__()
-        self._limit = limit
-        self._size = 0
-        self.truncated = False
-
-    def write(self, text):
-        if self._size >= self._limit:
-            self.truncated = True
-            return len(text)
-        room = self._limit - self._size
-        if len(text) > room:
-            self.truncated = True
-        chunk = text[:room]
-        self._size += len(chunk)
-        super().write(chunk)
-        return len(text)
-
-
-_TG_VIRTUAL_ROOTS = ("/sandbox", "/tmp", "/home/pyodide", "/lib")
-
-
-def _tg_category(exc):
-    if isinstance(exc, MemoryError):
-        return "memory"
-    if isinstance(exc, PermissionError):
-        return "permission"
-    if isinstance(exc, FileNotFoundError) and isinstance(exc.filename, str):
-        path = _os.path.abspath(exc.filename)
-        if not any(path == root or path.startswith(root + "/") for root in _TG_VIRTUAL_ROOTS):
-            return "permission"  # a host path: not visible unless granted
-    text = f"{type(exc).__name__}: {exc}"
-    if "NotCapable" in text or "PermissionDenied" in text or "Requires " in text and " access" in text:
-        return "permission"
-    return "error"
-
-
-def _tg_message(exc):
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _tg_format_tb(exc):
-    tb = exc.__traceback__
-    # Drop the driver's own frames so the traceback starts at the user's cell.
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
-        tb = tb.tb_next
-    return "".join(_traceback.format_exception(type(exc), exc, tb))
-
-
-def _tg_run(request_json):
-    request = _json.loads(request_json)
-    code = request["code"]
-    if request.get("config"):
-        _tg_configure(request["config"])
-    _TG_NS.update(request.get("variables") or {})
-    _TG_STATE["cell"] += 1
-    filename = f"<cell-{_TG_STATE['cell']}>"
-    _linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    out = _TGCapped(_TG_STATE["max_output"])
-    err = _TGCapped(_TG_STATE["max_output"])
-    old_out, old_err = _sys.stdout, _sys.stderr
-    reply = {"op": "result", "id": request.get("id")}
-    try:
-        try:
-            tree = _ast.parse(code, filename=filename, mode="exec")
-        except SyntaxError as exc:
-            reply.update(ok=False, type="SyntaxError", category="syntax", message=str(exc),
-                         traceback="".join(_traceback.format_exception_only(type(exc), exc)))
-            return _json.dumps(reply)
-        last_expr = None
-        if tree.body and isinstance(tree.body[-1], _ast.Expr):
-            last_expr = _ast.Expression(tree.body.pop().value)
-        _sys.stdout, _sys.stderr = out, err
-        try:
-            exec(compile(tree, filename, "exec"), _TG_NS)
-            value = eval(compile(last_expr, filename, "eval"), _TG_NS) if last_expr is not None else None
-            _TG_NS["_"] = value
-            reply.update(ok=True, value=_tg_jsonable(value), has_value=value is not None)
-        except _TGFinal as final:
-            reply.update(ok=True, final=_tg_jsonable(final.args[0]))
-        except BaseException as exc:  # the user's error, reported to the host
-            reply.update(ok=False, type=type(exc).__name__, category=_tg_category(exc),
-                         message=_tg_message(exc), traceback=_tg_format_tb(exc))
-        finally:
-            _sys.stdout, _sys.stderr = old_out, old_err
-    except BaseException as exc:
-        reply = {"op": "result", "id": request.get("id"), "ok": False, "type": type(exc).__name__, "category": _tg_category(exc),
-                 "message": _tg_message(exc), "traceback": ""}
-    reply["stdout"] = out.getvalue() + ("\n[output truncated]" if out.truncated else "")
-    reply["stderr"] = err.getvalue()
-    try:
-        encoded = _json.dumps(reply)
-        if len(encoded) > 4 * _TG_STATE["max_output"] + 65536 and "value" in reply:
-            text = repr(reply["value"])
-            reply["value"] = text[: _TG_STATE["max_output"]] + " ... [value truncated]"
-            encoded = _json.dumps(reply)
-        return encoded
-    except (TypeError, ValueError):
-        reply.pop("value", None)
-        reply.pop("final", None)
-        reply.update(ok=False, type="TypeError", category="error", message="the result could not be encoded",
-                     traceback="")
-        return _json.dumps(reply)
-'''
 
 
 # =============================================================================
@@ -530,8 +136,17 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
         return str(value)
 
 
+
 def _canonical(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def _threads(pid: int) -> set[int] | None:
+    """Thread ids of a process (Linux); None where the platform does not show them."""
+    try:
+        return {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
+    except (OSError, ValueError):
+        return None
 
 
 # =============================================================================
@@ -635,16 +250,18 @@ class PythonInterpreter:
         self.startup_timeout = startup_timeout
         self.cache_dir = cache_dir
 
-        self._mounts: dict[str, tuple[str, bool]] = {}  # virtual name -> (host path, writable)
+        # Grants are resolved now (realpath): /sandbox/<name> shows what the path named at construction time.
+        self._grants: dict[str, Grant] = {}
         for path, writable in [*((p, False) for p in self.enable_read_paths), *((p, True) for p in self.enable_write_paths)]:
             name = os.path.basename(os.path.normpath(path))
             host = _canonical(path)
             if not name or name in (".", ".."):
                 raise InterpreterError(f"Cannot grant {path!r}: give a named file or directory.")
-            if name in self._mounts and self._mounts[name][0] != host:
+            known = self._grants.get(name)
+            if known is not None and known.host != host:
                 raise InterpreterError(f"Two granted paths share the name {name!r}; granted paths need unique basenames.")
-            self._mounts[name] = (host, writable or self._mounts.get(name, ("", False))[1])
-        runtime = [str(_RUNNER_PATH.parent), str(pyodide_dir(cache_dir))]
+            self._grants[name] = Grant(name, host, writable or (known is not None and known.writable))
+        runtime = [str(RUNNER_PATH.parent), str(pyodide_dir(cache_dir))]
         for path in self.enable_write_paths:
             host = _canonical(path)
             if any(host == r or r.startswith(host + os.sep) or host.startswith(r + os.sep) for r in runtime):
@@ -652,8 +269,8 @@ class PythonInterpreter:
 
         self._custom_command = custom_command
         self._proc: subprocess.Popen[bytes] | None = None
-        self._lines: queue.Queue[bytes | None] = queue.Queue()
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
+        self._channel: Channel | None = None
+        self._baseline_threads: set[int] | None = None
         self._lock = threading.RLock()
         self._in_tool_call: int | None = None  # thread running a host tool
         self._closed = False
@@ -667,24 +284,21 @@ class PythonInterpreter:
         if self._custom_command is not None:
             return [*self._custom_command]
         pyo = pyodide_dir(self.cache_dir)
-        if not _pyodide_ready(pyo):
+        if not pyodide_ready(pyo):
             raise SandboxSetupError(
                 f"Pyodide {PYODIDE_VERSION} is not installed in {pyo.parent.parent}. Run once (needs the npm registry): "
                 "`python -m textgrad_like.tools.python_interpreter --setup`"
             )
-        read = [str(_RUNNER_PATH), str(pyo), *(host for host, _ in self._mounts.values())]
-        write = [host for host, writable in self._mounts.values() if writable]
+        # Granted paths are not on this list: the host copies them in and out (sandbox/grants.py).
         args = [
-            _find_deno(), "run", "--no-config", "--no-lock", "--no-remote", "--no-npm", "--no-prompt",
+            find_deno(), "run", "--no-config", "--no-lock", "--no-remote", "--no-npm", "--no-prompt",
             "--node-modules-dir=none", "--cached-only",
-            f"--allow-read={','.join(read)}",
-            "--deny-run", "--deny-env", "--deny-sys", "--deny-ffi",
+            f"--allow-read={RUNNER_PATH},{pyo}",
+            "--deny-write", "--deny-net", "--deny-run", "--deny-env", "--deny-sys", "--deny-ffi",
         ]
-        args.append(f"--allow-write={','.join(write)}" if write else "--deny-write")
-        args.append("--deny-net")
         if self.memory_limit_mb is not None:
             args.append(f"--v8-flags=--max-old-space-size={max(128, min(self.memory_limit_mb, 2048))}")
-        args += [str(_RUNNER_PATH), str(pyo) + "/"]
+        args += [str(RUNNER_PATH), str(pyo) + "/"]
         return args
 
     def _env(self) -> dict[str, str]:
@@ -727,12 +341,12 @@ class PythonInterpreter:
     def _spawn(self) -> None:
         began = time.perf_counter()
         cmd = self._command()
-        for name, (host, writable) in self._mounts.items():
-            if not os.path.exists(host):
-                if writable:
-                    Path(host).touch()
+        for grant in self._grants.values():
+            if not os.path.exists(grant.host):
+                if grant.writable:
+                    Path(grant.host).touch()
                 else:
-                    raise InterpreterError(f"Granted read path {host!r} (for /sandbox/{name}) does not exist.")
+                    raise InterpreterError(f"Granted read path {grant.host!r} (for /sandbox/{grant.name}) does not exist.")
         sandbox_cache_dir().mkdir(parents=True, exist_ok=True)
         try:
             proc = subprocess.Popen(
@@ -748,11 +362,14 @@ class PythonInterpreter:
             with contextlib.suppress(OSError, ValueError):
                 resource.prlimit(proc.pid, resource.RLIMIT_DATA, (limit, limit))
         self._proc = proc
-        self._lines = queue.Queue()
-        self._stderr_tail.clear()
-        threading.Thread(target=self._pump_stdout, args=(proc, self._lines), daemon=True).start()
-        threading.Thread(target=self._pump_stderr, args=(proc,), daemon=True).start()
+        token = secrets.token_hex(16)
+        # The largest line the runner sends: a reply (the driver keeps it under 8 bytes per
+        # output character) or a 1 MiB file chunk in base64.
+        line_cap = max(8 * self.max_output_chars + 65536, 2 * CHUNK_BYTES) + 65536
+        self._channel = Channel(proc, token, line_cap=line_cap)
+        self._baseline_threads = None
         try:
+            self._channel.send_raw_line(token.encode("ascii"))  # before any sandboxed code exists
             ready = self._read_message(time.monotonic() + self.startup_timeout, "while starting")
             if ready.get("op") != "ready":
                 raise SandboxSetupError(f"The sandbox sent {ready!r} instead of 'ready'.")
@@ -761,48 +378,49 @@ class PythonInterpreter:
                 "env": {k: os.environ[k] for k in self.enable_env_vars if k in os.environ},
                 "max_output": self.max_output_chars,
             }
-            driver = _DRIVER + f"\n_tg_init({json.dumps(json.dumps(config))})\n"
-            self._roundtrip({"op": "init", "driver": driver}, "init_ok", "while initialising")
+            self._roundtrip({"op": "init", "driver": _driver_source(), "config": json.dumps(config)}, "init_ok",
+                            "while initialising")
             self._sent_config = (tuple(config["tools"]), tuple(config["outputs"]))
             self._tools_registered = True
-            for name, (host, _) in self._mounts.items():
-                self._roundtrip({"op": "mount", "host_path": host, "virtual_path": f"/sandbox/{name}"}, "mount_ok",
-                                f"while granting {host}")
-        except SandboxTimeoutError as exc:
+            for grant in self._grants.values():
+                self._mount(grant)
+            self._roundtrip({"op": "put", "dir": True, "path": "/sandbox", "ack": True}, "put_ok", "while granting files")
+        except (ChannelTimeout, SandboxTimeoutError) as exc:
             self._kill()
-            raise SandboxSetupError(f"The sandbox did not start within {self.startup_timeout} s: {exc}") from exc
+            raise SandboxSetupError(f"The sandbox did not start within {self.startup_timeout} s.") from exc
+        except (OSError, ValueError) as exc:
+            self._kill()
+            raise SandboxSetupError(f"The sandbox failed to start: {exc}") from exc
         except InterpreterError as exc:
             self._kill()
             if isinstance(exc, SandboxSetupError):
                 raise
             raise SandboxSetupError(f"The sandbox failed to start: {exc}") from exc
+        # Every thread the runner has now is its own; one more after a call is sandboxed code's.
+        self._baseline_threads = _threads(proc.pid)
         self.startup_seconds = time.perf_counter() - began
         logger.debug("Sandbox started in %.2f s", self.startup_seconds)
 
-    @staticmethod
-    def _pump_stdout(proc: subprocess.Popen[bytes], lines: queue.Queue[bytes | None]) -> None:
-        stream = proc.stdout
-        if stream is None:
-            lines.put(None)
-            return
-        for line in iter(lambda: stream.readline(_MAX_LINE_BYTES), b""):
-            lines.put(line)
-        lines.put(None)
+    def _mount(self, grant: Grant) -> None:
+        import base64
 
-    def _pump_stderr(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.stderr is None:
-            return
-        for raw in iter(proc.stderr.readline, b""):
-            text = raw.decode("utf-8", "replace").rstrip()
-            self._stderr_tail.append(text)
-            logger.debug("sandbox: %s", text)
+        root = f"/sandbox/{grant.name}"
+        for rel, is_dir, chunk, first in read_grant(grant.host):
+            path = f"{root}/{rel}" if rel else root
+            message: dict[str, Any] = {"op": "put", "path": path, "dir": is_dir}
+            if not is_dir:
+                message.update(data=base64.b64encode(chunk).decode("ascii"), append=not first)
+            self._send(message)
 
     def _stderr_text(self) -> str:
-        text = "\n".join(self._stderr_tail)
-        return text[-_STDERR_TAIL_CHARS:]
+        return self._channel.stderr_text() if self._channel is not None else ""
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
+        channel, self._channel = self._channel, None
+        self._baseline_threads = None
+        if channel is not None:
+            channel.close()
         if proc is None:
             return
         if proc.poll() is None:
@@ -821,11 +439,10 @@ class PythonInterpreter:
         """Stop the sandbox process. The interpreter cannot be used afterwards."""
         with self._lock:
             self._closed = True
-            proc = self._proc
-            if proc is not None and proc.poll() is None and proc.stdin is not None:
+            proc, channel = self._proc, self._channel
+            if proc is not None and channel is not None and proc.poll() is None:
                 with contextlib.suppress(OSError, ValueError):
-                    proc.stdin.write(b'{"op":"shutdown"}\n')
-                    proc.stdin.flush()
+                    channel.send({"op": "shutdown"})
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=2)
             self._kill()
@@ -843,49 +460,40 @@ class PythonInterpreter:
     # -- protocol ------------------------------------------------------------
 
     def _send(self, message: Mapping[str, Any]) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
+        channel = self._channel
+        if channel is None:
             raise SandboxCrashedError("The sandbox is not running; it will restart on the next call.")
         try:
-            proc.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
-            proc.stdin.flush()
+            channel.send(dict(message))
         except (BrokenPipeError, OSError, ValueError):
             self._raise_dead("while sending a request")
 
     def _read_message(self, deadline: float | None, context: str) -> dict[str, Any]:
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                line = self._lines.get(timeout=wait)
-            except queue.Empty:
-                raise SandboxTimeoutError(f"The sandbox did not answer {context}.") from None
-            if line is None:
-                self._raise_dead(context)
-            text = line.decode("utf-8", "replace").strip()
-            if not text:
-                continue
-            try:
-                message = json.loads(text)
-            except json.JSONDecodeError:
-                logger.debug("Skipping non-protocol output from the sandbox: %s", text[:200])
-                continue
-            if not isinstance(message, dict):
-                continue
-            if message.get("op") == "fatal":
-                self._kill()
-                raise SandboxCrashedError(
-                    f"The sandboxed Python hit a fatal error {context}: {message.get('message')}. "
-                    "It will restart with empty state on the next call."
-                )
-            if message.get("op") in ("host_error", "protocol_error"):
-                raise SandboxCrashedError(f"The sandbox reported an internal error {context}: {message.get('message')}")
-            return message
+        channel = self._channel
+        if channel is None:
+            raise SandboxCrashedError("The sandbox is not running; it will restart on the next call.")
+        try:
+            message = channel.receive(deadline)
+        except ChannelTimeout:
+            raise SandboxTimeoutError(f"The sandbox did not answer {context}.") from None
+        if message is None:
+            self._raise_dead(context)
+        op = message.get("op")
+        if op == "fatal":
+            self._kill()
+            raise SandboxCrashedError(
+                f"The sandboxed Python hit a fatal error {context}: {message.get('message')}. "
+                "It will restart with empty state on the next call."
+            )
+        if op in ("host_error", "protocol_error"):
+            raise SandboxCrashedError(f"The sandbox reported an internal error {context}: {message.get('message')}")
+        return message
 
     def _roundtrip(self, message: Mapping[str, Any], expect: str, context: str) -> dict[str, Any]:
         self._send(message)
         reply = self._read_message(time.monotonic() + self.startup_timeout, context)
         if reply.get("op") != expect:
-            raise SandboxCrashedError(f"Unexpected reply {context}: {reply!r}")
+            raise SandboxCrashedError(f"Unexpected reply {context}: {str(reply)[:300]}")
         return reply
 
     def _raise_dead(self, context: str) -> None:
@@ -895,7 +503,7 @@ class PythonInterpreter:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = proc.wait(timeout=5)
         time.sleep(0.05)  # let the stderr pump catch up
-        stderr = self._stderr_text()
+        stderr = self._stderr_text()[-8000:]
         self._kill()
         lowered = stderr.lower()
         if "out of memory" in lowered or "allocation failed" in lowered or "memoryerror" in lowered:
@@ -907,6 +515,22 @@ class PythonInterpreter:
         raise SandboxCrashedError(
             f"The sandbox process exited (code {code}) {context}; it will restart with empty state on the next call."
             + (f"\n--- sandbox stderr ---\n{stderr}" if stderr else "")
+        )
+
+    def _check_threads(self) -> None:
+        """Stop the sandbox if sandboxed code left a thread behind (a Worker that escaped the runner's guard)."""
+        proc, baseline = self._proc, self._baseline_threads
+        if proc is None or baseline is None:
+            return
+        current = _threads(proc.pid)
+        if current is None or current <= baseline:
+            return
+        self._kill()
+        raise SandboxPermissionError(
+            "The code started a thread (a Web Worker or similar) that would have kept running after the call; "
+            "the sandbox was stopped and restarts with empty state on the next call. Run everything in the call "
+            "itself: threads and workers are not allowed.",
+            error_type="PermissionError",
         )
 
     # -- execution -----------------------------------------------------------
@@ -921,6 +545,7 @@ class PythonInterpreter:
         their ``repr``). Raises a :class:`CodeExecutionError` subclass when the code
         fails (the sandbox keeps its state), :class:`SandboxTimeoutError` past the time
         limit and :class:`SandboxCrashedError` if the sandbox died (both restart it).
+        No code of the call runs after it returns.
         """
         if not isinstance(code, str):
             raise InterpreterError(f"execute() needs the code as a string, not {type(code).__name__}.")
@@ -945,11 +570,20 @@ class PythonInterpreter:
                 payload["config"] = config
                 self._sent_config = signature
                 self._tools_registered = True
-            request = json.dumps(payload)
-            self._send({"op": "exec", "request": request})
+            self._send({"op": "exec", "id": request_id, "request": json.dumps(payload)})
             reply = self._await_result(request_id)
-            self._sync_back()
-            return self._interpret(reply)
+            self._check_threads()
+            refused = self._sync_back()
+            self._check_threads()
+            result = self._interpret(reply)
+            if refused:
+                raise SandboxPermissionError(
+                    "The sandbox refused to write outside the granted paths: " + "; ".join(refused)
+                    + ". Links and files with several hard links inside a granted directory are never written "
+                    "through; write to a new name instead.",
+                    error_type="PermissionError", stdout=str(reply.get("stdout") or ""),
+                )
+            return result
 
     def __call__(self, code: str, variables: Mapping[str, Any] | None = None) -> Any:
         return self.execute(code, variables)
@@ -969,13 +603,18 @@ class PythonInterpreter:
             op = message.get("op")
             if op == "tool_call":
                 began = time.monotonic()
-                self._send(self._run_tool(message))
+                request = message.get("request")
+                self._send(self._run_tool(request if isinstance(request, Mapping) else {}))
                 if deadline is not None:
                     deadline += time.monotonic() - began
                 continue
             if op == "result" and message.get("id") == request_id:
-                return message
-            logger.debug("Ignoring unexpected sandbox message: %r", message)
+                reply = message.get("reply")
+                if not isinstance(reply, dict):
+                    return {"ok": False, "type": "RuntimeError", "category": "error",
+                            "message": "the sandbox's driver returned no valid result (did the code replace it?)"}
+                return reply
+            logger.debug("Ignoring unexpected sandbox message: %s", str(message)[:200])
 
     def _run_tool(self, message: Mapping[str, Any]) -> dict[str, Any]:
         name = message.get("name")
@@ -1001,13 +640,40 @@ class PythonInterpreter:
         finally:
             self._in_tool_call = None
 
-    def _sync_back(self) -> None:
-        if not self.sync_files:
-            return
-        for name, (host, writable) in self._mounts.items():
-            if writable and self._proc is not None:
-                self._roundtrip({"op": "sync", "virtual_path": f"/sandbox/{name}", "host_path": host}, "sync_ok",
-                                f"while copying /sandbox/{name} back to {host}")
+    def _sync_back(self) -> list[str]:
+        """Write the files under writable grants back to the host; the refused paths, if any."""
+        if not self.sync_files or self._proc is None:
+            return []
+        refused: list[str] = []
+        writable = [grant for grant in self._grants.values() if grant.writable]
+        for i, grant in enumerate(writable):
+            writer = GrantWriter(grant)
+            context = f"while copying /sandbox/{grant.name} back to {grant.host}"
+            # The runner sends only files changed since the last copy ("last" closes the round).
+            self._send({"op": "sync", "virtual_path": f"/sandbox/{grant.name}", "last": i == len(writable) - 1})
+            deadline = time.monotonic() + self.startup_timeout
+            try:
+                while True:
+                    message = self._read_message(deadline, context)
+                    op = message.get("op")
+                    if op == "sync_ok":
+                        break
+                    if op == "file":
+                        writer.chunk(str(message.get("path", "")), str(message.get("data", "")),
+                                     bool(message.get("first")), bool(message.get("last")))
+                    elif op == "dir":
+                        writer.directory(str(message.get("path", "")))
+                    else:
+                        self._kill()
+                        raise SandboxCrashedError(f"Unexpected message {context}: {str(message)[:200]}")
+            except SandboxTimeoutError:
+                self._kill()
+                raise
+            finally:
+                refused += writer.finish()
+        for line in refused:
+            logger.warning("Sandbox write refused: %s", line)
+        return refused
 
     def _interpret(self, reply: Mapping[str, Any]) -> Any:
         stdout = str(reply.get("stdout") or "")
@@ -1040,6 +706,11 @@ class PythonInterpreter:
         raise CodeExecutionError(f"{message}{details}", error_type=error_type, traceback_text=tb, stdout=stdout)
 
 
+
+def _driver_source() -> str:
+    return _DRIVER_PATH.read_text(encoding="utf-8")
+
+
 def _run_awaitable(awaitable: Any) -> Any:
     async def wrap() -> Any:
         return await awaitable
@@ -1064,36 +735,6 @@ def _run_awaitable(awaitable: Any) -> Any:
         raise result["error"]
     return result.get("value")
 
-
-# =============================================================================
-# Command line: setup and a quick self-check
-# =============================================================================
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m textgrad_like.tools.python_interpreter --setup [--check]``."""
-    parser = argparse.ArgumentParser(prog="python -m textgrad_like.tools.python_interpreter")
-    parser.add_argument("--setup", action="store_true", help=f"install Pyodide {PYODIDE_VERSION} from npm into the cache")
-    parser.add_argument("--force", action="store_true", help="reinstall even if present")
-    parser.add_argument("--check", action="store_true", help="start a sandbox and run a one-line program")
-    parser.add_argument("--cache-dir", default=None, help="cache directory (default: TEXTGRAD_LIKE_SANDBOX_DIR or ~/.cache)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not (args.setup or args.check):
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        if args.setup:
-            path = setup_sandbox(args.cache_dir, force=args.force)
-            logger.info("Pyodide %s is ready in %s", PYODIDE_VERSION, path)
-        if args.check:
-            with PythonInterpreter(cache_dir=args.cache_dir) as interp:
-                value = interp.execute("import sys; sys.version.split()[0]")
-                logger.info("Sandbox OK: Python %s started in %.2f s", value, interp.startup_seconds or 0.0)
-    except InterpreterError as exc:
-        logger.error("%s", exc)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

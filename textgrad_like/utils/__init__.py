@@ -1,6 +1,10 @@
-"""Utilities: scripted LMs, callbacks and helpers."""
+"""Utilities: scripted LMs, callbacks and helpers (DSPy's ``dspy.utils``)."""
 
 from ..callbacks import BaseCallback, with_callbacks
+from ..streaming import StatusMessage, StatusMessageProvider
+from .asyncify import asyncify
 from .dummies import DummyLM
+from .syncify import syncify
 
-__all__ = ["DummyLM", "BaseCallback", "with_callbacks"]
+__all__ = ["DummyLM", "BaseCallback", "with_callbacks", "StatusMessage", "StatusMessageProvider", "asyncify",
+           "syncify"]

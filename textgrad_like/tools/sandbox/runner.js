@@ -1,15 +1,23 @@
 // Sandbox runner for textgrad_like's PythonInterpreter.
 //
-// Runs under Deno with only the permissions the host grants on the command line
-// (read access to the local Pyodide files and to explicitly granted paths, write
-// access to explicitly granted paths; no network, no subprocesses, no env, no FFI).
-// Pyodide (CPython compiled to WebAssembly) executes the Python code. Everything
-// Python can reach outside its in-memory file system goes through Deno, so Deno's
-// permission checks are the security boundary.
+// Runs under Deno with only the permissions the host grants on the command line: read
+// access to this file and the local Pyodide files (revoked once Pyodide is loaded), no
+// write access, no network, no subprocesses, no environment, no FFI. Pyodide (CPython
+// compiled to WebAssembly) executes the Python code. Everything Python can reach
+// outside its in-memory file system goes through Deno, so Deno's permission checks are
+// the security boundary. Granted host files never pass through Deno's file APIs: the
+// host sends their contents on stdin and writes back what this runner sends.
 //
-// Protocol: one JSON object per line. The host writes requests to stdin; this
-// runner writes replies to stdout. Pyodide's own stdout/stderr go to stderr so that
-// they never corrupt the protocol stream.
+// Protocol: the host's first stdin line is a random token; then one JSON request per
+// line. Every reply is one line "<token><JSON>" on stdout (after a newline, so output
+// the sandboxed code left on the line cannot merge with it). Sandboxed code never sees
+// the token, so it cannot forge a reply. Pyodide's own stdout/stderr go to stderr.
+//
+// Nothing of the sandboxed program runs outside an "exec" request: the main loop below
+// is synchronous (timers, promises and async callbacks never get an event-loop turn),
+// Worker constructors are removed before any Python runs (the host also checks that no
+// thread appeared and kills the process otherwise), and the runner exits as soon as
+// stdin closes.
 //
 // Arguments: <pyodide index dir> (absolute, with trailing slash).
 
@@ -49,12 +57,21 @@ function writeAllSync(stream, bytes) {
   }
 }
 
-function send(obj) {
-  writeAllSync(Deno.stdout, encoder.encode(JSON.stringify(obj) + "\n"));
+// The token is the first line on stdin, read before any sandboxed code exists.
+const TOKEN = readLineSync();
+if (!TOKEN) Deno.exit(0);
+const FRAME = encoder.encode("\n" + TOKEN);
+
+function sendText(jsonText) {
+  const body = encoder.encode(jsonText + "\n");
+  const bytes = new Uint8Array(FRAME.length + body.length);
+  bytes.set(FRAME);
+  bytes.set(body, FRAME.length);
+  writeAllSync(Deno.stdout, bytes);
 }
 
-function sendRaw(jsonText) {
-  writeAllSync(Deno.stdout, encoder.encode(jsonText + "\n"));
+function send(obj) {
+  sendText(JSON.stringify(obj));
 }
 
 function logErr(text) {
@@ -65,19 +82,28 @@ function logErr(text) {
   }
 }
 
-// Called from Python (synchronously) to run a host tool.
+// Called from Python (synchronously) to run a host tool. The runner, not the caller,
+// chooses the op, so sandboxed code can only ever send tool requests this way.
 function hostCall(requestJson) {
-  sendRaw(requestJson);
+  let request;
+  try {
+    request = JSON.parse(String(requestJson));
+  } catch (_e) {
+    return JSON.stringify({ ok: false, type: "ValueError", message: "the tool request is not JSON" });
+  }
+  send({ op: "tool_call", request });
   const line = readLineSync();
   if (line === null) {
-    return JSON.stringify({ ok: false, type: "ToolError", message: "host closed the channel during a tool call" });
+    Deno.exit(0); // the host is gone
   }
   return line;
 }
 
 // ---------------------------------------------------------------------------
-// Files granted by the host: copied into Pyodide's in-memory file system.
+// Files granted by the host, copied into and out of Pyodide's in-memory file system.
 // ---------------------------------------------------------------------------
+const { Buffer } = await import("node:buffer");
+
 function ensureDir(FS, path) {
   let cur = "";
   for (const part of path.split("/").filter(Boolean)) {
@@ -90,38 +116,65 @@ function ensureDir(FS, path) {
   }
 }
 
-function mountPath(FS, hostPath, virtualPath) {
-  const info = Deno.statSync(hostPath);
-  if (info.isDirectory) {
-    ensureDir(FS, virtualPath);
-    for (const entry of Deno.readDirSync(hostPath)) {
-      mountPath(FS, hostPath + "/" + entry.name, virtualPath + "/" + entry.name);
-    }
-  } else if (info.isFile) {
-    ensureDir(FS, virtualPath.slice(0, virtualPath.lastIndexOf("/")));
-    FS.writeFile(virtualPath, Deno.readFileSync(hostPath));
-  }
+// What the host already has: virtual path -> "mtime:size" when it was last copied either
+// way, and when the last copy began. A file is sent back only if it changed since.
+const copied = new Map();
+let lastCopy = 0;
+let syncBegan = null;
+
+function stamp(st) {
+  return st.mtime.getTime() + ":" + st.size;
 }
 
-function syncPath(FS, virtualPath, hostPath) {
+function putPath(FS, msg) {
+  if (msg.dir) {
+    ensureDir(FS, msg.path);
+    return;
+  }
+  ensureDir(FS, msg.path.slice(0, msg.path.lastIndexOf("/")));
+  const data = Buffer.from(msg.data || "", "base64");
+  FS.writeFile(msg.path, new Uint8Array(data.buffer, data.byteOffset, data.length), {
+    flags: msg.append ? "a" : "w",
+  });
+  copied.set(msg.path, stamp(FS.stat(msg.path)));
+}
+
+function changed(virtualPath, st) {
+  return copied.get(virtualPath) !== stamp(st) || st.mtime.getTime() >= lastCopy;
+}
+
+const SYNC_CHUNK = 1 << 20;
+
+// Send every file under virtualPath (symbolic links inside the sandbox are not followed).
+function syncPath(FS, virtualPath, rel) {
   let st;
   try {
-    st = FS.stat(virtualPath);
+    st = FS.lstat(virtualPath);
   } catch (_e) {
     return; // removed inside the sandbox: leave the host copy alone
   }
   if (FS.isDir(st.mode)) {
-    try {
-      Deno.mkdirSync(hostPath, { recursive: true });
-    } catch (_e) {
-      // exists
-    }
+    if (rel) send({ op: "dir", path: rel });
     for (const name of FS.readdir(virtualPath)) {
       if (name === "." || name === "..") continue;
-      syncPath(FS, virtualPath + "/" + name, hostPath + "/" + name);
+      syncPath(FS, virtualPath + "/" + name, rel ? rel + "/" + name : name);
     }
-  } else if (FS.isFile(st.mode)) {
-    Deno.writeFileSync(hostPath, FS.readFile(virtualPath));
+  } else if (FS.isFile(st.mode) && changed(virtualPath, st)) {
+    copied.set(virtualPath, stamp(st));
+    const data = FS.readFile(virtualPath);
+    let offset = 0;
+    do {
+      const part = data.subarray(offset, offset + SYNC_CHUNK);
+      const last = offset + part.length >= data.length;
+      send({
+        op: "file",
+        path: rel,
+        first: offset === 0,
+        last,
+        data: Buffer.from(part.buffer, part.byteOffset, part.length).toString("base64"),
+      });
+      offset += part.length;
+    } while (offset < data.length);
   }
 }
 
@@ -131,7 +184,7 @@ function syncPath(FS, virtualPath, hostPath) {
 const indexURL = Deno.args[0];
 // Pyodide's Emscripten glue sees Deno's Node compatibility layer and asks for a
 // CommonJS `require`. Hand it only what it needs to load; modules that would open
-// sockets or spawn processes are refused here as well as by Deno's permissions.
+// sockets, spawn processes or start threads are refused here as well.
 const nodeModules = {
   fs: await import("node:fs"),
   path: await import("node:path"),
@@ -152,13 +205,14 @@ class RefusedWebSocket {
   }
 }
 RefusedWebSocket.Server = RefusedWebSocket;
-globalThis.require = (name) => {
-  const key = name.startsWith("node:") ? name.slice(5) : name;
+function nodeModule(name) {
+  const key = String(name).startsWith("node:") ? String(name).slice(5) : String(name);
   if (key in nodeModules) return nodeModules[key];
   if (key === "child_process") return refusedChildProcess;
   if (key === "ws") return RefusedWebSocket;
-  throw new Error(`module '${name}' is not available in the sandbox`);
-};
+  throw new Deno.errors.NotCapable(`module '${name}' is not available in the sandbox`);
+}
+globalThis.require = nodeModule;
 globalThis.__dirname = indexURL.replace(/\/$/, "");
 const { loadPyodide } = await import("file://" + indexURL + "pyodide.mjs");
 const pyodide = await loadPyodide({
@@ -172,11 +226,27 @@ const pyodide = await loadPyodide({
 await Deno.permissions.revoke({ name: "read", path: indexURL });
 await Deno.permissions.revoke({ name: "read", path: new URL(import.meta.url).pathname });
 
+// No threads for sandboxed code: remove every constructor of a Worker that JavaScript
+// can reach (the host's thread check stops the process if one is found anyway).
+function refuseWorker() {
+  throw new Deno.errors.NotCapable("Workers and threads are disabled in this sandbox");
+}
+for (const name of ["Worker", "SharedWorker"]) {
+  Object.defineProperty(globalThis, name, { value: refuseWorker, writable: false, configurable: false });
+}
+if (globalThis.process && typeof globalThis.process.getBuiltinModule === "function") {
+  Object.defineProperty(globalThis.process, "getBuiltinModule", {
+    value: nodeModule,
+    writable: false,
+    configurable: false,
+  });
+}
+
 pyodide.globals.set("_tg_host_call", hostCall);
 send({ op: "ready", version: pyodide.version });
 
 // ---------------------------------------------------------------------------
-// Main loop.
+// Main loop: synchronous, so no JavaScript callback ever runs between requests.
 // ---------------------------------------------------------------------------
 let driverRun = null;
 for (;;) {
@@ -193,17 +263,32 @@ for (;;) {
   try {
     if (msg.op === "init") {
       pyodide.runPython(msg.driver);
+      pyodide.globals.get("_tg_init")(msg.config);
       driverRun = pyodide.globals.get("_tg_run");
       send({ op: "init_ok" });
-    } else if (msg.op === "mount") {
-      mountPath(pyodide.FS, msg.host_path, msg.virtual_path);
-      send({ op: "mount_ok" });
+    } else if (msg.op === "put") {
+      putPath(pyodide.FS, msg);
+      if (msg.ack) {
+        lastCopy = Date.now();
+        send({ op: "put_ok" });
+      }
     } else if (msg.op === "sync") {
-      syncPath(pyodide.FS, msg.virtual_path, msg.host_path);
+      if (syncBegan === null) syncBegan = Date.now();
+      syncPath(pyodide.FS, msg.virtual_path, "");
+      if (msg.last) {
+        lastCopy = syncBegan;
+        syncBegan = null;
+      }
       send({ op: "sync_ok" });
     } else if (msg.op === "exec") {
-      // The driver returns the complete JSON reply as a string.
-      sendRaw(driverRun(msg.request));
+      // The driver returns the complete JSON reply as one line of text.
+      const out = driverRun(msg.request);
+      if (typeof out === "string" && !out.includes("\n")) {
+        // op and id come last: a reply that smuggled its own keys cannot override them.
+        sendText('{"reply":' + out + ',"op":"result","id":' + JSON.stringify(String(msg.id)) + "}");
+      } else {
+        send({ op: "result", id: String(msg.id), reply: null });
+      }
     } else if (msg.op === "shutdown") {
       break;
     } else {
@@ -220,3 +305,5 @@ for (;;) {
     send({ op: "host_error", message });
   }
 }
+// Exit at once: pending timers and promise callbacks must never get their turn.
+Deno.exit(0);

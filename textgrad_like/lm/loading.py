@@ -1,0 +1,462 @@
+"""Loading a local model: where the weights are, on which device, in which numeric mode, and the
+converted-weights cache that makes every load after the first one fast.
+
+* :func:`resolve_source` turns the part after ``local/`` into a :class:`ModelSource`.
+* :func:`resolve_device` picks ``cuda`` when asked (or when ``device="auto"`` and a GPU is there).
+* A GGUF file is de-quantised by transformers (about 30 s for the embedded model on 2 busy cores).
+  The first load stores the result as safetensors, with the config and the converted tokenizer, in
+  ``<cache dir>/local_models/<key>/``; the key covers the file's size, modification time, a sampled
+  hash of its bytes and the transformers version. Later loads read that folder (about 1 s). Each
+  file of an entry has its size and a sampled hash in ``manifest.json`` (written last); an entry
+  that fails the check, or that transformers cannot read, is converted again and replaced.
+  ``TEXTGRAD_LIKE_WEIGHTS_CACHE=0`` turns the cache off.
+* :func:`choose_numerics` times one decode step in float32 and bfloat16 and keeps bfloat16 when it
+  is clearly faster and its greedy next tokens agree with float32's (CPU only, models of 50M-1.5B
+  parameters, measured once per model and machine, remembered in ``<cache dir>/local_numerics.json``).
+  Dynamic int8 (``dtype="int8"``) is never chosen by itself: its activation scale is computed per
+  batch, so a row's tokens would depend on its neighbours.
+
+torch and transformers are imported inside functions only: ``import textgrad_like`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigurationError, ModelLoadError
+from .embedded import EMBEDDED_NAME, find_embedded_gguf
+
+logger = logging.getLogger(__name__)
+
+NUMERIC_MODES = ("float32", "bfloat16", "int8")
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+_ENTRY_FORMAT = "textgrad_like.converted_weights/1"
+_SAMPLE_BLOCKS = 32
+_SAMPLE_BYTES = 1 << 16
+MEASURE_MAX_PARAMETERS = 1_500_000_000  # above this, measuring means copying too many weights: float32
+MEASURE_MIN_PARAMETERS = 50_000_000  # below this, timings are noise and float32 costs nothing
+AUTO_MODES = ("float32", "bfloat16")  # int8 is explicit only: its per-batch activation scale makes a row's
+# tokens depend on the other rows of its batch
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where the weights are
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model location: a local directory/hub id plus an optional GGUF file name in it."""
+
+    path: str
+    gguf_file: str | None = None
+    is_local: bool = True
+
+
+def _looks_like_path(name: str) -> bool:
+    return (name.startswith(("/", "./", "../", "~")) or name.endswith(".gguf") or os.sep + os.sep in name
+            or name.count("/") != 1 or "\\" in name)
+
+
+def resolve_source(name: str, gguf_file: str | None = None) -> ModelSource:
+    """Resolve ``name`` (the part after ``local/``) to a :class:`ModelSource`.
+
+    Raises:
+        ModelLoadError: a local path that does not exist, or a GGUF file that is not there.
+    """
+    if not name:
+        raise ModelLoadError("LM('local/...') needs a model after 'local/': 'local/embedded', a directory, "
+                             "a .gguf file or a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct'.")
+    if name == EMBEDDED_NAME:
+        directory, embedded_file = find_embedded_gguf()
+        return ModelSource(directory, gguf_file or embedded_file, True)
+    expanded = os.path.expanduser(name)
+    if os.path.isfile(expanded):
+        if not expanded.endswith(".gguf"):
+            raise ModelLoadError(f"{name!r} is a file but not a .gguf file. Pass the model directory (with "
+                                 "config.json) or a .gguf file.")
+        return ModelSource(os.path.dirname(os.path.abspath(expanded)), os.path.basename(expanded), True)
+    if os.path.isdir(expanded):
+        if gguf_file is not None and not os.path.isfile(os.path.join(expanded, gguf_file)):
+            raise ModelLoadError(f"gguf_file={gguf_file!r} is not in {expanded!r}. List the directory and pass an "
+                                 "existing .gguf file name.")
+        return ModelSource(os.path.abspath(expanded), gguf_file, True)
+    if _looks_like_path(name):
+        raise ModelLoadError(f"Local model path {name!r} does not exist. Pass an existing model directory or .gguf "
+                             "file, a hub id already in the Hugging Face cache, or 'local/embedded'.")
+    return ModelSource(name, gguf_file, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Device and numeric mode
+# ---------------------------------------------------------------------------------------------------
+def resolve_device(device: str | None, torch: Any = None) -> str:
+    """``None``/``"cpu"``: the CPU; ``"auto"``: the first CUDA GPU if torch sees one, else the CPU;
+    ``"cuda"``/``"cuda:N"``: that GPU (a :class:`ConfigurationError` when torch sees none).
+    ``torch`` is injectable for tests."""
+    if device in (None, "", "cpu"):
+        return "cpu"
+    if torch is None:
+        import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(f"device={device!r} was asked for but torch sees no CUDA GPU. Use device='cpu' "
+                                 "(or 'auto') or install a CUDA build of torch.")
+    return str(device)
+
+
+def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
+    """The numeric mode asked for: ``"auto"`` (measure on CPU), a mode of :data:`NUMERIC_MODES`, or
+    ``"float16"``. On a GPU ``auto`` means bfloat16 (float16 where bf16 is not supported)."""
+    if torch is None:
+        import torch
+    if dtype is None or dtype == "auto":
+        if device.startswith("cuda"):
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "auto"
+    if dtype in ("int8", "qint8"):
+        return "int8"
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).replace("torch.", "")
+    name = str(dtype).replace("torch.", "")
+    if name in ("float32", "bfloat16", "float16"):
+        return name
+    raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16' or "
+                             "'int8' (dynamic int8 quantisation of the linear layers, CPU only).")
+
+
+def apply_mode(model: Any, mode: str) -> Any:
+    """``model`` (float32) converted to ``mode``; int8 is torch's dynamic quantisation of nn.Linear."""
+    import torch
+
+    if mode == "int8":
+        with _quiet_warnings():
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model.to(getattr(torch, mode))
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _step_seconds(model: Any, torch: Any, batch: int = 8, context: int = 48, steps: int = 3) -> tuple[float, Any]:
+    """Seconds per decode step (``batch`` rows, ``context`` cached tokens) and the greedy next
+    tokens of a fixed prompt (for the agreement check)."""
+    vocab = int(getattr(model.config, "vocab_size", 1000))
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(min(100, vocab - 1), vocab, (batch, context), generator=generator)
+    import inspect
+
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.inference_mode():
+        out = model(input_ids=ids, use_cache=True)
+        greedy = out.logits.float().argmax(-1)
+        step = ids[:, -1:]
+        best = float("inf")
+        for _ in range(steps):
+            cache = getattr(out, "cache", None) or out.past_key_values
+            started = time.perf_counter()
+            out = model(input_ids=step, use_cache=True, **{cache_arg: cache})
+            best = min(best, time.perf_counter() - started)
+    return best, greedy
+
+
+def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreement: float = 0.9,
+                    min_gain: float = 1.2) -> tuple[str, dict[str, Any]]:
+    """Measure ``modes`` on a float32 CPU ``model`` (unchanged); returns the chosen mode and the figures.
+
+    A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
+    positions of a fixed random prompt (so that constrained outputs stay what float32 would write)
+    and be ``min_gain`` times faster than the best mode so far to replace it.
+    """
+    import torch
+
+    figures: dict[str, Any] = {}
+    base_seconds, base_greedy = _step_seconds(model, torch)
+    figures["float32"] = {"step_ms": round(base_seconds * 1000, 2), "agreement": 1.0}
+    chosen, chosen_seconds = "float32", base_seconds
+    for mode in modes:
+        if mode == "float32":
+            continue
+        try:
+            candidate = apply_mode(copy.deepcopy(model), mode)
+            seconds, greedy = _step_seconds(candidate, torch)
+        except Exception as exc:  # a mode this CPU/torch build does not run: skip it
+            figures[mode] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+            continue
+        agreement = float((greedy == base_greedy).float().mean())
+        figures[mode] = {"step_ms": round(seconds * 1000, 2), "agreement": round(agreement, 3)}
+        if agreement >= min_agreement and seconds * min_gain < chosen_seconds:
+            chosen, chosen_seconds = mode, seconds
+        del candidate
+    return chosen, figures
+
+
+def machine_fingerprint() -> str:
+    """CPU model, core count and torch version: what the numeric choice depends on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    return f"{cpu}|{os.cpu_count()}|torch {torch.__version__}"
+
+
+def _numerics_file() -> str:
+    from .cache import default_cache_dir
+
+    return os.path.join(default_cache_dir(), "local_numerics.json")
+
+
+def remembered_numerics(model_key: str, model: Any) -> tuple[str, dict[str, Any]]:
+    """:func:`choose_numerics` for ``model``, measured once per (model, machine) and remembered."""
+    key = f"{model_key}|{machine_fingerprint()}"
+    path = _numerics_file()
+    table: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    hit = table.get(key) if isinstance(table, dict) else None
+    if isinstance(hit, dict) and hit.get("mode") in NUMERIC_MODES:
+        return str(hit["mode"]), dict(hit.get("figures") or {})
+    mode, figures = choose_numerics(model)
+    logger.info("Numeric mode for %s on this machine: %s (%s)", model_key, mode, figures)
+    table = table if isinstance(table, dict) else {}
+    table[key] = {"mode": mode, "figures": figures}
+    _write_json_atomic(path, table)
+    return mode, figures
+
+
+def _write_json_atomic(path: str, data: Any) -> None:
+    staging = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(staging, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+        os.replace(staging, path)
+    except OSError as exc:
+        logger.info("Could not write %s (%s).", path, exc)
+        with contextlib.suppress(OSError):
+            os.remove(staging)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The converted-weights cache
+# ---------------------------------------------------------------------------------------------------
+def sampled_hash(path: str, blocks: int = _SAMPLE_BLOCKS, block_bytes: int = _SAMPLE_BYTES) -> str:
+    """A hash of a file's size and ``blocks`` evenly spaced blocks of it (plus its start and end):
+    fast for files of gigabytes, and changed by a truncated, rewritten or replaced file."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    offsets = sorted({0, max(0, size - block_bytes)} | {size * i // blocks for i in range(blocks)})
+    with open(path, "rb") as f:
+        for offset in offsets:
+            f.seek(offset)
+            digest.update(f.read(block_bytes))
+    return digest.hexdigest()
+
+
+def converted_weights_dir(gguf_path: str, transformers_version: str) -> str:
+    """The cache folder of the weights converted from ``gguf_path``: keyed by the file's size,
+    modification time, sampled hash and the transformers version."""
+    from .cache import default_cache_dir
+
+    stat = os.stat(gguf_path)
+    key = f"{stat.st_size}|{stat.st_mtime_ns}|{sampled_hash(gguf_path)}|{transformers_version}"
+    return os.path.join(default_cache_dir(), "local_models", hashlib.sha256(key.encode()).hexdigest()[:20])
+
+
+def _entry_is_intact(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, MANIFEST_FILE), encoding="utf-8") as f:
+            manifest = json.load(f)
+        files = manifest["files"]
+        if manifest.get("format") != _ENTRY_FORMAT or WEIGHTS_FILE not in files:
+            return False
+        for name, expected in files.items():
+            path = os.path.join(folder, name)
+            if os.path.getsize(path) != expected["size"] or sampled_hash(path) != expected["sampled_sha256"]:
+                logger.warning("Converted-weights cache %s: %s changed since it was written.", folder, name)
+                return False
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_entry(folder: str, model: Any, tokenizer: Any, source_path: str) -> None:
+    """Store a float32 ``model`` (safetensors), its config, generation config and tokenizer."""
+    from safetensors.torch import save_model
+
+    staging = f"{folder}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the stored weights are plain tensors
+        config.save_pretrained(staging)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        save_model(model, os.path.join(staging, WEIGHTS_FILE))
+        files = {}
+        for name in sorted(os.listdir(staging)):
+            path = os.path.join(staging, name)
+            files[name] = {"size": os.path.getsize(path), "sampled_sha256": sampled_hash(path)}
+        with open(os.path.join(staging, MANIFEST_FILE), "w", encoding="utf-8") as f:
+            json.dump({"format": _ENTRY_FORMAT, "source": source_path, "files": files}, f, indent=1)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    except OSError as exc:
+        logger.info("Could not cache the converted weights in %s (%s); the GGUF file is converted on every load.",
+                    folder, exc)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_entry(transformers: Any, folder: str) -> tuple[Any, Any] | None:
+    if not _entry_is_intact(folder):
+        return None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="float32")
+        return model, tokenizer
+    except Exception as exc:  # a damaged entry: convert again and overwrite it
+        logger.warning("Ignoring the converted-weights cache %s (%s: %s).", folder, type(exc).__name__, exc)
+        return None
+
+
+def _weights_cache_enabled() -> bool:
+    return os.environ.get("TEXTGRAD_LIKE_WEIGHTS_CACHE", "1") != "0"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """Weights and tokenizer in memory, shared by every backend that names them.
+
+    ``lock`` is held around every forward pass, so that whoever switches LoRA adapters on the
+    model (:class:`~textgrad_like.lm.adapted.AdapterSwitch`, which sets ``activate``) never does it
+    in the middle of another pass.
+    """
+
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    device: str
+    mode: str
+    load_seconds: float = 0.0
+    from_cache: bool = False
+    numerics: dict[str, Any] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    activate: Any = None  # Callable[[str | None], None]; set by the adapter switch
+
+    def use_adapter(self, name: str | None) -> None:
+        """Make ``name`` the active LoRA adapter (``None``: the base model); call it with ``lock`` held."""
+        if self.activate is not None:
+            self.activate(name)
+        elif name is not None:
+            raise ConfigurationError(f"LoRA adapter {name!r} is not on this model. Create it with "
+                                     "textgrad_like.nn.LoRA(lm) first.")
+
+
+def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None,
+                             allow_download: bool = False) -> LoadedModel:
+    """Load weights and tokenizer with transformers (GGUF through the converted-weights cache) and
+    put them in the numeric mode asked for; wraps every failure in :class:`ModelLoadError`."""
+    started = time.perf_counter()
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise ModelLoadError("Local models need torch and transformers: `pip install textgrad_like[local]`.")
+    mode = requested_mode(dtype, device, torch)
+    if mode == "int8" and device != "cpu":
+        raise ConfigurationError("dtype='int8' (dynamic quantisation) runs on the CPU only; use 'bfloat16' on a GPU.")
+    load_dtype = mode if mode in ("bfloat16", "float16") and not source.gguf_file else "float32"
+    model, tokenizer, from_cache = _load_weights(transformers, source, allow_download, load_dtype)
+    figures: dict[str, Any] = {}
+    if mode == "auto":
+        size = sum(p.numel() for p in model.parameters())
+        if not MEASURE_MIN_PARAMETERS <= size <= MEASURE_MAX_PARAMETERS:
+            mode = "float32"
+            logger.info("Not measuring numeric modes for a model of %d parameters; using float32 (pass dtype= "
+                        "to choose).", size)
+        else:
+            mode, figures = remembered_numerics(_model_key(source), model)
+    if mode != load_dtype:
+        model = apply_mode(model, mode)
+    model.to(device)
+    model.eval()
+    return LoadedModel(model, tokenizer, source, device, mode, time.perf_counter() - started, from_cache, figures)
+
+
+def _model_key(source: ModelSource) -> str:
+    if source.gguf_file and source.is_local:
+        path = os.path.join(source.path, source.gguf_file)
+        with contextlib.suppress(OSError):
+            stat = os.stat(path)
+            return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{source.path}|{source.gguf_file}"
+
+
+def _load_weights(transformers: Any, source: ModelSource, allow_download: bool,
+                  load_dtype: str) -> tuple[Any, Any, bool]:
+    if source.gguf_file:
+        try:
+            import gguf  # noqa: F401
+        except ImportError:
+            raise ModelLoadError("Loading a .gguf file needs the 'gguf' package: `pip install gguf`.")
+    cached_folder = None
+    if source.gguf_file and source.is_local and _weights_cache_enabled():
+        with contextlib.suppress(OSError):
+            cached_folder = converted_weights_dir(os.path.join(source.path, source.gguf_file), transformers.__version__)
+        if cached_folder is not None:
+            hit = _read_entry(transformers, cached_folder)
+            if hit is not None:
+                return hit[0], hit[1], True
+    offline = not allow_download or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")
+    common: dict[str, Any] = {"local_files_only": offline}
+    if source.gguf_file:
+        common["gguf_file"] = source.gguf_file
+    where = os.path.join(source.path, source.gguf_file) if source.gguf_file else source.path
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, **common)
+        with _quiet_warnings():
+            model = transformers.AutoModelForCausalLM.from_pretrained(source.path, dtype=load_dtype, **common)
+    except Exception as exc:
+        if not source.is_local and offline:
+            raise ModelLoadError(
+                f"Hub model {source.path!r} is not in the local Hugging Face cache and downloads are off ({exc}). "
+                f"Download it first (`hf download {source.path}`) or pass a local directory or .gguf file.")
+        if source.gguf_file:
+            raise ModelLoadError(
+                f"transformers could not read the GGUF file {where!r} ({type(exc).__name__}: {exc}). Use a GGUF of an "
+                "architecture transformers supports (llama, mistral, qwen2, ...) with a supported quantisation, "
+                "or a safetensors checkpoint directory.")
+        raise ModelLoadError(f"Could not load the model at {where!r} ({type(exc).__name__}: {exc}). Check that the "
+                             "directory holds config.json, tokenizer files and weights.")
+    if cached_folder is not None:
+        _write_entry(cached_folder, model, tokenizer, where)
+    return model, tokenizer, False
