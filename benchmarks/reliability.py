@@ -145,7 +145,8 @@ def threads() -> str:
         cross += sum(1 for e in lm.history
                      if f"{tag}-" not in json.dumps(e["messages"]) or
                      any(f"t{j}-" in json.dumps(e["messages"]) for j in range(N_THREADS) if j != index))
-        cross += int(report.get("tracker", {}).get("dummy", {}).get("calls") != lm.usage.calls)
+        # the thread's usage tracker saw exactly this thread's tokens (DSPy's tracker format has no call count)
+        cross += int(report.get("tracker", {}).get("dummy", {}).get("prompt_tokens") != lm.usage.prompt_tokens)
     return f"threads: {len(out)} threads / {cross} cross-talk ({errors} thread errors)"
 
 
@@ -498,10 +499,10 @@ def _fails_midway() -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "two.json"
         _two_step().save(path)
-        data = json.loads(path.read_text())
-        names = list(data["state_dict"])
-        data["state_dict"][next(n for n in names if n.endswith("instruction"))] = "HIJACKED"
-        data["state_dict"][[n for n in names if n.endswith("demos")][-1]] = [{"question": "x"}, 5]
+        data = json.loads(path.read_text())  # DSPy's layout: predictor name -> state, plus metadata
+        predictors = [name for name in data if name not in ("metadata", "state_dict")]
+        data[predictors[0]]["signature"]["instructions"] = "HIJACKED"
+        data[predictors[-1]]["demos"] = [{"question": "x"}, 5]
         path.write_text(json.dumps(data))
         program = _two_step()
         before = program.state_dict()

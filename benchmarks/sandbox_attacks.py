@@ -96,6 +96,8 @@ WORKER_ROUTES = {
         'started'
         """
     ),
+    # An asynchronous read runs on a Deno thread and would take the bytes of the next request.
+    "async-deno-stdin-read": "import js\npending = js.Deno.stdin.read(js.Uint8Array.new(1 << 16))\n'started'",
 }
 
 TIMERS_CODE = textwrap.dedent(

@@ -22,8 +22,15 @@ import textgrad_like as dspy
 from textgrad_like.errors import LMError
 from textgrad_like.lm.base import GLOBAL_HISTORY
 from textgrad_like.lm.cache import cache_key, configure_cache
-from textgrad_like.lm.secrets import (CREDENTIAL_NAMES, is_secret_key, redact_mapping, redact_text, redact_url,
-                                      secret_values, strip_mapping)
+from textgrad_like.lm.secrets import (
+    CREDENTIAL_NAMES,
+    is_secret_key,
+    redact_mapping,
+    redact_text,
+    redact_url,
+    secret_values,
+    strip_mapping,
+)
 from textgrad_like.optim.checkpoint import Checkpoint
 from textgrad_like.utils import DummyLM
 

@@ -201,3 +201,31 @@ def test_shard_that_fails_mid_run_is_rebuilt_once(tmp_path, caplog):
     _fill(cache, 64)
     assert all(cache.get(k) is not None for k in keys) and cache.enable_disk
     assert len([r for r in caplog.records if "damaged" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("content", [b"\x80\x04\x95 not json", b"[" * 200_000, b"[1, 2]", b'{"format": 5'])
+def test_damaged_checkpoint_state_restarts_with_a_warning(tmp_path, caplog, content):
+    from textgrad_like.optim.checkpoint import Checkpoint
+
+    ckpt = Checkpoint(tmp_path / "ckpt")
+    ckpt.save({"format": "x", "events": []})
+    (tmp_path / "ckpt" / "state.json").write_bytes(content)
+    caplog.set_level(logging.WARNING)
+    assert ckpt.load() is None
+    assert any("starting the search over" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("damage", ["demo_candidates", "instruction_candidates", "events", "history"])
+def test_hostile_mipro_state_is_a_typed_error(tmp_path, damage):
+    import json
+
+    from textgrad_like.errors import OptimizerError
+
+    ckpt = tmp_path / "ckpt"
+    run_mipro(CountingLM(), str(ckpt))
+    state = json.loads((ckpt / "state.json").read_text())
+    state[damage] = {"demo_candidates": {"0": [[5]]}, "instruction_candidates": {"x": ["a"]},
+                     "events": [{"kind": "default"}], "history": [{"score": "NaN?"}]}[damage]
+    (ckpt / "state.json").write_text(json.dumps(state))
+    with pytest.raises(OptimizerError, match="damaged"):
+        run_mipro(CountingLM(), str(ckpt))

@@ -204,3 +204,22 @@ def test_two_threads_training_two_copies_do_not_mix_graphs():
 def test_optimizer_rejects_empty_params():
     with pytest.raises(OptimizerError):
         TextualGradientDescent([])
+
+
+def test_tgd_leaves_lora_kind_parameters_and_torch_tensors_to_torch(caplog):
+    class FakeLoRA(nn.Parameter):
+        kind = "lora"
+
+    class Tensorish:  # looks like a torch tensor to the optimizer (module name starts with "torch")
+        requires_grad = True
+        grad = None
+
+    Tensorish.__module__ = "torch.fake"
+    prog = TwoStage()
+    prog.adapter = FakeLoRA("weights")
+    with caplog.at_level("INFO"):
+        opt = TextualGradientDescent([*prog.parameters(), Tensorish()])
+    assert prog.adapter not in opt.parameters() and prog.second.instruction in opt.parameters()
+    assert "leaves 2 parameter(s) to another optimizer" in caplog.text
+    with pytest.raises(OptimizerError, match="no parameter it can step"):
+        TextualGradientDescent([prog.adapter])

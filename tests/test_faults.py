@@ -281,4 +281,7 @@ def test_optimizer_respects_max_errors(name):
     # a high failure rate and max_errors=0: the run must stop with a typed error, never a bare one
     with pytest.raises(TextgradLikeError) as info:
         run_with_faults(name, failure_rate=0.7, max_errors=0, threads=1)
-    assert isinstance(info.value, EvaluationError), repr(info.value)
+    # EvaluationError, or (BootstrapFewShot, as in DSPy) the failure itself, noted with the limit it passed
+    error = info.value
+    assert isinstance(error, EvaluationError) or any("max_errors" in note for note in getattr(error, "__notes__", [])), \
+        repr(error)

@@ -300,8 +300,9 @@ def test_weights_cache_entry_round_trip_and_damage(tiny_dir, tmp_path):
 # -- the embedded model ---------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_embedded_prefix_reuse_matches_a_cold_call(embedded_lm):
-    cold = embedded_lm.copy(prefix_cache_mb=0, cache=False, max_tokens=16)
-    warm = embedded_lm.copy(prefix_cache_mb=64, cache=False, max_tokens=16)
+    # float32: bit-for-bit the same KV whatever the batch layout (bfloat16 kernels round by shape)
+    cold = embedded_lm.copy(dtype="float32", prefix_cache_mb=0, cache=False, max_tokens=16)
+    warm = embedded_lm.copy(dtype="float32", prefix_cache_mb=64, cache=False, max_tokens=16)
     system = {"role": "system", "content": "Classify the sentiment of the review as positive or negative. "
               "Review: I loved it. Sentiment: positive. Review: Awful film. Sentiment: negative."}
     for review in ("What a great day!", "This is terrible."):
@@ -313,7 +314,7 @@ def test_embedded_prefix_reuse_matches_a_cold_call(embedded_lm):
 
 @pytest.mark.integration
 def test_embedded_request_joins_a_running_batch(embedded_lm):
-    lm = embedded_lm.copy(cache=False, batch_wait_ms=0)
+    lm = embedded_lm.copy(dtype="float32", cache=False, batch_wait_ms=0)
     solo = lm("Say hello.", max_tokens=8)[0]
     joined_before = lm.backend.batcher.stats["joined_running"]
     thread = threading.Thread(target=lm, args=("Write a long story about the sea.",), kwargs={"max_tokens": 48})

@@ -66,9 +66,11 @@ def test_save_and_load_json(tmp_path):
     m.drafts[1].demos = [dspy.Example(content="long", summary="short")]
     path = tmp_path / "prog.json"
     m.save(path)
-    data = json.loads(path.read_text())
-    assert data["format"].startswith("textgrad_like.program")
-    assert "python" in data["metadata"]["dependency_versions"] and "drafts[1]" in data["signatures"]
+    data = json.loads(path.read_text())  # DSPy's layout: predictor name -> state, plus metadata
+    assert data["metadata"]["format"].startswith("textgrad_like.program")
+    assert "python" in data["metadata"]["dependency_versions"]
+    assert data["drafts[1]"]["signature"]["instructions"] == "Summarise in one line."
+    assert data["drafts[1]"]["demos"] == [{"content": "long", "summary": "short"}] and "state_dict" not in data
     loaded = Pipeline()
     loaded.load(path)
     assert loaded.state_dict() == m.state_dict()
@@ -123,7 +125,7 @@ def test_input_errors(caplog):
     # as in DSPy: unknown and missing inputs are logged and the call goes on; positional ones are refused
     dspy.configure(lm=DummyLM([{"a": "x"}, {"a": "y"}]))
     assert dspy.Predict("q -> a")(q="x", question="x").a == "x"
-    assert "ignored: ['question']" in caplog.text
+    assert "ignoring ['question']" in caplog.text
     assert dspy.Predict("q, r -> a")(q="x").a == "y"
     assert "Missing: ['r']" in caplog.text
     with pytest.raises(InputError, match="Positional arguments"):
@@ -131,7 +133,7 @@ def test_input_errors(caplog):
 
 
 def test_unconfigured_lm_error():
-    with pytest.raises(ConfigurationError, match="No LM is configured"):
+    with pytest.raises(ConfigurationError, match="No LM is loaded"):
         dspy.Predict("q -> a")(q="x")
 
 

@@ -182,3 +182,12 @@ def test_containers_save_load_and_map_named_predictors(tmp_path):
     m.map_named_predictors(lambda p: dspy.Predict(p.signature.with_instructions("mapped")))
     assert all(p.signature.instructions == "mapped" for p in m.predictors())
     assert isinstance(m.layers, nn.ModuleList) and isinstance(m.experts["math"], dspy.Predict)
+
+
+def test_deepcopy_shares_what_cannot_be_copied():
+    import threading
+
+    m = Bare()
+    m.lock = threading.Lock()
+    c = m.deepcopy()
+    assert c.lock is m.lock and c.predict is not m.predict

@@ -19,8 +19,8 @@ class CoproLM(RoutedLM):
         system = str(messages[0]["content"])
         if "`proposed_prefix_for_output_field`" in system:
             if "`attempted_instructions`" in system:
-                return {"proposed_instruction": "Answer carefully.", "proposed_prefix_for_output_field": "Answer:"}
-            return {"proposed_instruction": "Answer quickly.", "proposed_prefix_for_output_field": "Answer:"}
+                return {"proposed_instruction": "Answer each question carefully.", "proposed_prefix_for_output_field": "Answer:"}
+            return {"proposed_instruction": "Answer each question quickly.", "proposed_prefix_for_output_field": "Answer:"}
         return super()._next_answer(messages)
 
 
@@ -28,7 +28,7 @@ def test_copro_improves_instruction_over_depth():
     dspy.configure(lm=CoproLM())
     opt = COPRO(metric=exact, breadth=3, depth=2, track_stats=True)
     best = opt.compile(dspy.Predict("question -> answer"), trainset=data(10, 19), eval_kwargs={"num_threads": 2})
-    assert best.signature.instructions == "Answer carefully."
+    assert best.signature.instructions == "Answer each question carefully."
     assert best.signature.output_fields["answer"].prefix == "Answer:"
     state = opt.state_dict()
     assert state["best"]["score"] == 100.0 and state["best"]["depth"] == 1

@@ -231,7 +231,9 @@ def test_files_and_links_inside_the_grants_still_work(linked):
     root, interp = linked
     assert interp.execute("open('/sandbox/data/readme.txt').read()") == "readable\n"
     assert interp.execute("open('/sandbox/data/inner_link').read()") == "readable\n"
+    before = os.stat(root / "out" / "plain.txt").st_mtime_ns
     assert interp.execute("open('/sandbox/out/plain.txt').read()") == "plain\n"
+    assert os.stat(root / "out" / "plain.txt").st_mtime_ns == before  # unchanged files are not copied back
     interp.execute(
         "import os\nopen('/sandbox/out/plain.txt', 'w').write('changed')\n"
         "os.makedirs('/sandbox/out/sub', exist_ok=True)\nopen('/sandbox/out/sub/new.bin', 'wb').write(bytes(range(256)))"

@@ -47,26 +47,33 @@ def test_another_programs_state_file_is_refused_naming_the_mismatch(tmp_path):
     before = other.state_dict()
     with pytest.raises(StateDictError, match="missing keys") as info:
         other.load(path)
-    assert "classify.instruction" in info.value.missing_keys
-    assert "outline.predict.instruction" in info.value.unexpected_keys
+    assert "classify" in info.value.missing_keys and "outline.predict" in info.value.unexpected_keys
     assert other.state_dict() == before
+    # parameters outside predictors are checked the same way
+    holder = Other()
+    holder.note = dspy.nn.Variable("a note")
+    holder.save(path)
+    with pytest.raises(StateDictError, match="missing keys") as info:
+        Other().load(path)
+    assert info.value.unexpected_keys == ["note"]
 
 
 def test_a_load_that_fails_midway_changes_nothing(tmp_path):
     path = tmp_path / "p.json"
     _trained().save(path)
     data = json.loads(path.read_text())
-    data["state_dict"]["outline.predict.instruction"] = "HIJACKED"  # comes first, and is valid
-    data["state_dict"]["drafts[1].demos"] = [{"content": "x"}, 5]  # comes last, and is not
+    data["outline.predict"]["signature"]["instructions"] = "HIJACKED"  # comes first, and is valid
+    data["drafts[1]"]["demos"] = [{"content": "x"}, 5]  # comes last, and is not
     path.write_text(json.dumps(data))
     m = Pipeline()
     before = m.state_dict()
-    with pytest.raises(StateDictError, match=r"drafts\[1\]\.demos"):
+    with pytest.raises(StateDictError, match="demo"):
         m.load(path)
     assert m.outline.predict.instruction.value != "HIJACKED" and m.state_dict() == before
-    # the same through load_state_dict and load_state
-    with pytest.raises(StateDictError):
-        m.load_state_dict(data["state_dict"])
+    # the same through load_state_dict
+    bad = {**_trained().state_dict(), "outline.predict.instruction": "HIJACKED", "drafts[1].demos": [{"c": 1}, 5]}
+    with pytest.raises(StateDictError, match=r"drafts\[1\]\.demos"):
+        m.load_state_dict(bad)
     assert m.state_dict() == before
     state = _trained().dump_state()
     state["outline.predict"]["signature"]["instructions"] = "HIJACKED"
@@ -78,7 +85,7 @@ def test_a_load_that_fails_midway_changes_nothing(tmp_path):
 
 def test_a_5000_digit_number_is_a_typed_error(tmp_path):
     path = tmp_path / "big.json"
-    path.write_text('{"format": "textgrad_like.program/1", "state_dict": {"x": ' + "9" * 5000 + "}}")
+    path.write_text('{"outline.predict": {"demos": [{"n": ' + "9" * 5000 + "}]}}")
     with pytest.raises(StateDictError, match="invalid JSON"):
         Pipeline().load(path)
     with pytest.raises(StateDictError):
@@ -138,7 +145,7 @@ def test_saved_lm_endpoints_and_credentials_never_redirect_calls(tmp_path, caplo
     path = tmp_path / "p.json"
     m.save(path)
     data = json.loads(path.read_text())
-    data["lms"]["classify"].update(api_base="https://user:pw123456@evil.invalid/v1", api_key="sk-injected-123456",
+    data["classify"]["lm"].update(api_base="https://user:pw123456@evil.invalid/v1", api_key="sk-injected-123456",
                                    client_secret="cs-injected-123456", headers={"Authorization": "Bearer x"})
     path.write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING):
@@ -193,7 +200,7 @@ def test_a_custom_lm_class_in_a_file_is_never_rebuilt_as_another_lm(tmp_path, ca
     m.classify.lm = DummyLM([{"label": "x"}])
     path = tmp_path / "p.json"
     m.save(path)
-    assert json.loads(path.read_text())["lms"]["classify"]["_dspy_lm_class"].endswith("DummyLM")
+    assert json.loads(path.read_text())["classify"]["lm"]["_dspy_lm_class"].endswith("DummyLM")
     fresh = Other()
     with caplog.at_level(logging.WARNING):
         fresh.load(path)
@@ -202,3 +209,13 @@ def test_a_custom_lm_class_in_a_file_is_never_rebuilt_as_another_lm(tmp_path, ca
     own = Other()
     own.classify.lm = mine
     assert own.load(path).classify.lm is mine
+
+
+def test_a_value_json_cannot_hold_is_a_typed_error_and_leaves_no_file(tmp_path):
+    m = Other()
+    m.classify.demos = [{"text": {1, 2}, "label": "a set"}]
+    with pytest.raises(StateDictError, match=".pkl"):
+        m.save(tmp_path / "p.json")
+    assert not (tmp_path / "p.json").exists() and os.listdir(tmp_path) == []
+    m.save(tmp_path / "p.pkl")
+    assert Other().load(tmp_path / "p.pkl", allow_pickle=True).classify.demos[0].text == {1, 2}

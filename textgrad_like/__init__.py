@@ -40,6 +40,7 @@ _PUBLIC: dict[str, str] = {
     "OutputField": ".signatures",
     "ensure_signature": ".signatures",
     "make_signature": ".signatures",
+    "infer_prefix": ".signatures",
     # adapters and their field types
     "Adapter": ".adapters",
     "ChatAdapter": ".adapters",

@@ -155,7 +155,9 @@ class ParallelExecutor:
         finally:
             for future in pending:
                 future.cancel()
-            pool.shutdown(wait=False)
+            # wait for tasks still running (as before stragglers existed), except when a straggler was
+            # duplicated: its hung copy must not hold the caller
+            pool.shutdown(wait=not duplicated, cancel_futures=True)
 
     def _resubmit_stragglers(self, pending: dict[Future, int], started: dict[Future, float], duplicated: set[int],
                              submit: Callable[[int], None]) -> None:

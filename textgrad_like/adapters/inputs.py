@@ -23,11 +23,12 @@ logger = logging.getLogger(__name__)
 MAX_DEPTH = 200
 
 
-def positional_args_message(signature: Any) -> str:
+def positional_args_message(signature: Any, module: str = "Predict") -> str:
     names = list(signature.input_fields)
-    example = f"predict({names[0]}=input_value, ...)" if names else "predict(field=value, ...)"
-    return ("Positional arguments are not allowed when calling a predictor; pass keyword arguments that match the "
-            f"signature's input fields: '{', '.join(names)}'. For example: `{example}`.")
+    first = names[0] if names else "field"
+    return (f"Positional arguments are not allowed when calling `dspy.{module}`, must use keyword arguments that "
+            f"match your signature input fields: '{', '.join(names)}'. For example: "
+            f"`predict({first}=input_value, ...)`.")
 
 
 def check_inputs(module: str, signature: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -35,8 +36,8 @@ def check_inputs(module: str, signature: Any, kwargs: dict[str, Any]) -> dict[st
     expected = signature.input_fields
     extra = [k for k in kwargs if k not in expected]
     if extra:
-        logger.warning("%s: input contains fields not in the signature; they are ignored: %s. Expected fields: %s.",
-                       module, extra, list(expected))
+        logger.warning("Input contains fields not in signature; ignoring %s (the signature takes %s).", extra,
+                       list(expected))
     inputs = {k: (kwargs[k] if k in kwargs else info.default) for k, info in expected.items()
               if k in kwargs or info.has_default}
     missing = [k for k, info in expected.items() if k not in inputs and not strip_optional(info.annotation)[1]]
@@ -47,7 +48,8 @@ def check_inputs(module: str, signature: Any, kwargs: dict[str, Any]) -> dict[st
     for name, value in inputs.items():
         check_acyclic(name, value)
         if warn:
-            _warn_type_mismatch(name, value, expected[name].annotation)
+            if not expected[name].extra.get("type_undefined"):
+                _warn_type_mismatch(name, value, expected[name].annotation)
     return inputs
 
 
@@ -93,7 +95,7 @@ def _warn_type_mismatch(name: str, value: Any, annotation: Any) -> None:
     try:
         type_adapter(annotation).validate_python(value, strict=True)
     except pydantic.ValidationError:
-        logger.warning("Type mismatch for field '%s': the signature expects %s, got %s (%.80r).", name,
-                       type_name(annotation), type(value).__name__, value)
+        logger.warning("Type mismatch for field '%s': expected %s, got %s (%.80r).", name, type_name(annotation),
+                       type(value).__name__, value)
     except Exception:  # an annotation pydantic cannot check: nothing to say
         return

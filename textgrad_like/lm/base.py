@@ -58,7 +58,11 @@ class LMResponse:
                                 finish_reason="stop") for i, text in enumerate(self.outputs)]
 
     @property
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
+        """The provider's usage dict when it sent one (``extra["usage"]``), else the token counts."""
+        provided = self.extra.get("usage") if isinstance(self.extra, dict) else None
+        if isinstance(provided, dict) and provided:
+            return dict(provided)
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
@@ -147,9 +151,11 @@ class BaseLM:
         usage = _get(raw, "usage") or {}
         hidden = _get(raw, "_hidden_params") or {}
         cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+        provided = usage_dict(usage)
         return LMResponse(outputs=outputs, prompt_tokens=_int(_get(usage, "prompt_tokens")),
                           completion_tokens=_int(_get(usage, "completion_tokens")), cost=cost,
-                          model=str(_get(raw, "model") or self.model), raw=raw)
+                          model=str(_get(raw, "model") or self.model), raw=raw,
+                          extra={"usage": provided} if provided else {})
 
     def _check_outputs(self, response: Any) -> LMResponse:
         if not isinstance(response, LMResponse):
@@ -220,7 +226,11 @@ class BaseLM:
         self.usage.add(response.prompt_tokens, response.completion_tokens, cost, cache_hit)
         tracker = settings.get("usage_tracker")
         if tracker is not None:
-            tracker.add(self.model, response.prompt_tokens, response.completion_tokens, cost, cache_hit)
+            add_response = getattr(tracker, "add_response", None)
+            if add_response is not None:
+                add_response(self.model, response.usage, cost, cache_hit)
+            else:
+                tracker.add(self.model, response.prompt_tokens, response.completion_tokens, cost, cache_hit)
         if not settings.get("disable_history"):
             entry = {
                 "prompt": plan.prompt,
@@ -452,6 +462,32 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+def usage_dict(usage: Any) -> dict[str, Any]:
+    """A provider's usage (a dict, a pydantic object or litellm's ``Usage``) as a plain JSON-like dict."""
+    if usage is None:
+        return {}
+    if isinstance(usage, dict):
+        items = usage.items()
+    elif hasattr(usage, "model_dump"):
+        try:
+            items = usage.model_dump().items()
+        except Exception:
+            items = vars(usage).items() if hasattr(usage, "__dict__") else ()
+    elif hasattr(usage, "__dict__"):
+        items = vars(usage).items()
+    else:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if str(key).startswith("_"):
+            continue
+        if hasattr(value, "model_dump"):
+            value = value.model_dump()
+        if value is None or isinstance(value, (int, float, dict)) and not isinstance(value, bool):
+            out[str(key)] = value
+    return out
 
 
 def _int(value: Any) -> int:

@@ -177,7 +177,7 @@ class DecodeEngine:
                 if shared > len(stem):
                     stem = a[:shared]
             if len(stem) >= prefixes.min_tokens:  # one pass over the shared part, then every row reuses it
-                self._prefill_rows([GenerationRow(stem + [stem[-1]], 1, adapter=None)], [(0, None)], torch)
+                self._prefill_rows([GenerationRow(stem, 1)], [(0, None)], torch)
         plan: list[tuple[int, Any]] = []
         for row in rows:
             shared, entry_key, layers = prefixes.lookup(row.prompt_ids)

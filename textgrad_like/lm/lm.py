@@ -9,7 +9,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ..errors import ConfigurationError, ContextWindowExceededError, LMError
-from .base import BaseLM, LMResponse
+from .base import BaseLM, LMResponse, _get, usage_dict
 
 logger = logging.getLogger(__name__)
 
@@ -115,21 +115,24 @@ class LM(BaseLM):
         return {"model": self.model, "messages": messages, **args}
 
     def _to_response(self, raw: Any) -> LMResponse:
+        """An :class:`LMResponse` from litellm's response (or any OpenAI-shaped object or dict)."""
         outputs: list[str] = []
-        for choice in raw.choices:
+        for choice in _get(raw, "choices") or []:
             if self.model_type == "text":
-                outputs.append(choice.text or "")
+                outputs.append(_get(choice, "text") or "")
             else:
-                outputs.append(choice.message.content or "")
-        usage = getattr(raw, "usage", None)
+                outputs.append(_get(_get(choice, "message"), "content") or "")
+        usage = _get(raw, "usage")
         cost = None
         hidden = getattr(raw, "_hidden_params", None) or {}
         if isinstance(hidden, dict):
             cost = hidden.get("response_cost")
+        provided = usage_dict(usage)
         return LMResponse(outputs=outputs,
-                          prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                          completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                          cost=cost, model=str(getattr(raw, "model", self.model)))
+                          prompt_tokens=int(_get(usage, "prompt_tokens", 0) or 0),
+                          completion_tokens=int(_get(usage, "completion_tokens", 0) or 0),
+                          cost=cost, model=str(_get(raw, "model") or self.model),
+                          extra={"usage": provided} if provided else {})
 
     def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
         litellm = _litellm()

@@ -148,6 +148,17 @@ class UsageTracker:
             entry["cost"] = float(cost)
         self.add_usage(lm_name, entry)
 
+    def add_response(self, lm_name: str, usage: dict[str, Any], cost: float | None, cache_hit: bool) -> None:
+        """The LM's hook: one call's usage dict as the provider reported it (cache hits are skipped)."""
+        if cache_hit:
+            return
+        entry = dict(usage)
+        if "total_tokens" not in entry and ("prompt_tokens" in entry or "completion_tokens" in entry):
+            entry["total_tokens"] = int(entry.get("prompt_tokens") or 0) + int(entry.get("completion_tokens") or 0)
+        if cost is not None:
+            entry["cost"] = float(cost)
+        self.add_usage(lm_name, entry)
+
     def merge(self, other: UsageTracker) -> None:
         """Take in every entry another tracker recorded (a nested ``track_usage`` block)."""
         with other._lock:

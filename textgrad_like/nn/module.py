@@ -323,10 +323,16 @@ class Module:
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         for key, value in self.__dict__.items():
+            # as DSPy: an attribute that cannot be deep-copied (a lock, a client) is copied shallowly,
+            # or shared when even that fails
             try:
-                object.__setattr__(new, key, copy.deepcopy(value, memo))
+                copied = copy.deepcopy(value, memo)
             except Exception:
-                object.__setattr__(new, key, copy.copy(value))
+                try:
+                    copied = copy.copy(value)
+                except Exception:
+                    copied = value
+            object.__setattr__(new, key, copied)
         return new
 
     # --- state ----------------------------------------------------------------------------------
@@ -346,10 +352,11 @@ class Module:
         own = dict(self.named_parameters())
         return IncompatibleKeys([k for k in own if k not in state], [k for k in state if k not in own])
 
-    def _plan_state_dict(self, state: Any, strict: bool, folder: str | None = None) -> Any:
+    def _plan_state_dict(self, state: Any, strict: bool, folder: str | None = None,
+                         params: dict[str, Parameter] | None = None) -> Any:
         if not isinstance(state, Mapping):
             raise StateDictError(f"load_state_dict needs a dict, got {type(state).__name__}.")
-        own = dict(self.named_parameters())
+        own = dict(self.named_parameters()) if params is None else params
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -408,10 +415,12 @@ class Module:
 
     def save(self, path: str | os.PathLike[str], save_program: bool = False,
              modules_to_serialize: list[Any] | None = None) -> None:
-        """Save the program's state to ``path``: ``.json`` (our format, readable by :meth:`load`) or
-        ``.pkl`` (the same data pickled, for values JSON cannot hold). LoRA weights go to
-        ``<stem>.<name>.safetensors`` files beside it. ``save_program=True`` pickles the whole program
-        into the directory ``path`` (``program.pkl`` + ``metadata.json``) with cloudpickle —
+        """Save the program's state to ``path``: ``.json`` or ``.pkl`` (the same data pickled, for values
+        JSON cannot hold), in DSPy's layout — ``{predictor name: {"demos", "signature", "lm", ...},
+        "metadata": {...}}`` (a predictor saved alone: its own state at the top level), so DSPy can read
+        it too — plus ``"state_dict"`` for parameters outside predictors (Variables, LoRA references; LoRA
+        weights go to ``<stem>.<name>.safetensors`` files beside it). ``save_program=True`` pickles the
+        whole program into the directory ``path`` (``program.pkl`` + ``metadata.json``) with cloudpickle —
         ``modules_to_serialize`` are pickled by value. No credential is ever written."""
         path = os.fspath(path)
         if save_program:
@@ -419,16 +428,20 @@ class Module:
             return
         saving.check_state_path(path)
         folder, stem = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-        predictors = self.named_predictors()
-        data = {
-            "format": STATE_FORMAT,
-            "state_dict": {name: param.write_saved_state(param.state(), folder, stem, name)
-                           for name, param in self.named_parameters()},
-            "signatures": {name: p.signature.dump_state() for name, p in predictors if hasattr(p, "signature")},
-            "lms": {name: saving.saved_lm_state(getattr(p, "lm", None)) for name, p in predictors},
-            "metadata": {"dependency_versions": saving.dependency_versions(), "class": type(self).__qualname__},
-        }
+        data = self.dump_state()
+        extra = {name: param.write_saved_state(param.state(), folder, stem, name)
+                 for name, param in self._parameters_outside_predictors().items()}
+        if extra:
+            data["state_dict"] = extra
+        data["metadata"] = {"format": STATE_FORMAT, "dependency_versions": saving.dependency_versions(),
+                            "class": type(self).__qualname__}
         saving.write_state_file(path, data)
+
+    def _parameters_outside_predictors(self) -> dict[str, Parameter]:
+        """The parameters a predictor's own state (instruction, demos) does not hold."""
+        inside = {id(param) for _, predictor in self.named_predictors()
+                  for param in predictor._registry("_parameters").values() if param.kind in ("instruction", "demos")}
+        return {name: param for name, param in self.named_parameters() if id(param) not in inside}
 
     def _save_program(self, path: str, modules_to_serialize: list[Any] | None) -> None:
         import cloudpickle
@@ -459,20 +472,38 @@ class Module:
 
         All or nothing: a file from another program (different parameter or predictor names, or
         signature fields) is a :class:`StateDictError` naming the mismatch, and nothing is changed when
-        any part fails. Saved LM settings are applied without credentials, and without endpoints
-        (``api_base``, ``base_url``, ``model_list``) unless ``allow_unsafe_lm_state=True``.
+        any part fails (LoRA weights files are read and checked first). Saved LM settings are applied
+        without credentials, and without endpoints (``api_base``, ``base_url``, ``model_list``) unless
+        ``allow_unsafe_lm_state=True``.
         """
         path = os.fspath(path)
         data = saving.read_state_file(path, allow_pickle)
         opts = {"allow_unsafe_lm_state": allow_unsafe_lm_state, "strict": strict}
-        if not saving.is_own_format(data):
-            self.prepare_load_state(data, **opts)()
-            return self
+        folder = os.path.dirname(os.path.abspath(path))
+        if saving.is_legacy_format(data):
+            steps = self._plan_legacy_file(data, path, folder, **opts)
+        else:
+            ours = saving.is_own_format(data)
+            extra = data.get("state_dict") if ours else None
+            if extra is not None and not isinstance(extra, dict):
+                raise StateDictError(f"{path}: 'state_dict' must be a JSON object; the file is damaged.")
+            body = {k: v for k, v in data.items() if not (ours and k == "state_dict")} if isinstance(data, dict) \
+                else data
+            steps = [self.prepare_load_state(body, **opts)]
+            if ours:
+                steps.append(self._plan_state_dict(extra or {}, strict, folder=folder,
+                                                   params=self._parameters_outside_predictors()))
+        for step in steps:
+            step()
+        return self
+
+    def _plan_legacy_file(self, data: dict[str, Any], path: str, folder: str, allow_unsafe_lm_state: bool,
+                          strict: bool) -> list[Any]:
+        """Files written before the DSPy layout: ``{"format": ".../1", "state_dict", "signatures", "lms"}``."""
         for key in ("signatures", "state_dict", "lms"):
             if not isinstance(data.get(key) or {}, dict):
                 raise StateDictError(f"{path}: {key!r} must be a JSON object; the file is damaged or not from save().")
-        apply_parameters = self._plan_state_dict(data.get("state_dict") or {}, strict,
-                                                 folder=os.path.dirname(os.path.abspath(path)))
+        apply_parameters = self._plan_state_dict(data.get("state_dict") or {}, strict, folder=folder)
         predictors = dict(self.named_predictors())
         signatures, lms = data.get("signatures") or {}, data.get("lms") or {}
         unknown = sorted((set(signatures) | set(lms)) - set(predictors))
@@ -482,15 +513,13 @@ class Module:
         for name, predictor in predictors.items():
             if name not in signatures and name not in lms:
                 continue
-            # the instruction itself is in the state dict: the signature state brings fields and prefixes
-            state = {"signature": signatures.get(name), "lm": lms.get(name)}
-            if state["signature"] is None:
-                state.pop("signature")
-            steps.append(predictor.prepare_load_state(state, **opts))
+            state = {"lm": lms.get(name)}
+            if signatures.get(name) is not None:
+                state["signature"] = signatures[name]
+            steps.append(predictor.prepare_load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state,
+                                                      strict=strict))
         steps.append(apply_parameters)  # after the signatures: the state dict holds the instructions
-        for step in steps:
-            step()
-        return self
+        return steps
 
     # --- calling ----------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import StateDictError
 from ..primitives import Example
+from .saving import serialize_object
 
 
 @dataclass
@@ -195,7 +196,8 @@ class Demos(Parameter):
         return out
 
     def state(self) -> list[dict[str, Any]]:
-        return [demo.toDict() for demo in self._value]
+        """The demos as JSON values (pydantic values as their JSON dump, as DSPy saves them)."""
+        return [Example(**serialize_object(dict(demo.items(include_dspy=True)))).toDict() for demo in self._value]
 
     # list protocol -------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -2,11 +2,13 @@
 
 ``Module.save``/``Module.load`` (and ``textgrad_like.load``) call into this module; the rules it enforces:
 
-- **Formats.** ``save("p.json")`` writes our format (``{"format": STATE_FORMAT, "state_dict", "signatures",
-  "lms", "metadata"}``); ``save("p.pkl")`` writes the same dict with cloudpickle; ``save(dir,
-  save_program=True)`` pickles the whole program into ``dir/program.pkl`` with ``dir/metadata.json``.
-  ``load`` also reads DSPy's ``program.json`` (``{predictor name: {"demos", "signature", "lm", ...},
-  "metadata": ...}``) and the output of ``dump_state()``.
+- **Formats.** ``save("p.json")`` writes DSPy's layout (``{predictor name: {"traces", "train", "demos",
+  "signature", "lm"}, "metadata": {...}}``, a lone predictor's state at the top level), so DSPy reads
+  our files and we read DSPy's; ``metadata.format`` is :data:`STATE_FORMAT`, and parameters outside
+  predictors (Variables, LoRA references) are under ``"state_dict"``. ``save("p.pkl")`` writes the
+  same dict with cloudpickle; ``save(dir, save_program=True)`` pickles the whole program into
+  ``dir/program.pkl`` with ``dir/metadata.json``. Files of the first format (top-level
+  ``"format": LEGACY_FORMAT``) still load.
 - **Pickles** are refused unless the caller passes ``allow_pickle=True`` (unpickling runs code).
 - **All or nothing.** Everything in a file is checked (names, fields, values, weights files) before the
   program is changed; a file made for another program is a :class:`StateDictError` naming the mismatch.
@@ -23,7 +25,6 @@ import json
 import logging
 import os
 import platform
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,7 +34,8 @@ from ..lm.secrets import is_secret_key, strip_mapping
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = "textgrad_like.program/1"
+STATE_FORMAT = "textgrad_like.program/2"  # in metadata.format of a file in DSPy's layout
+LEGACY_FORMAT = "textgrad_like.program/1"  # top-level "format": state_dict + signatures + lms (still read)
 
 # keys of an LM state that send calls elsewhere (DSPy's UNSAFE_LM_STATE_KEYS)
 ENDPOINT_KEYS = frozenset({"api_base", "base_url", "model_list"})
@@ -46,6 +48,20 @@ _OWN_LM_CLASSES = frozenset({"textgrad_like.lm.lm.LM", "textgrad_like.lm.local.L
 _BUILTIN_LM_CLASSES = frozenset({"dspy.clients.lm.LM", "dspy.LM", *_OWN_LM_CLASSES})
 # what a predictor keeps when its saved LM state is empty or cannot be used
 KEEP = object()
+
+
+def serialize_object(value: Any) -> Any:
+    """``value`` with pydantic models turned into JSON values (recursively through lists, tuples and
+    dicts), as saved demos hold them (DSPy's ``dspy.predict.predict.serialize_object``)."""
+    if hasattr(value, "model_dump") and callable(value.model_dump):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [serialize_object(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(serialize_object(v) for v in value)
+    if isinstance(value, dict):
+        return {k: serialize_object(v) for k, v in value.items()}
+    return value
 
 
 # --- files --------------------------------------------------------------------------------------------
@@ -91,15 +107,27 @@ def read_state_file(path: str, allow_pickle: bool) -> Any:
 
 
 def write_state_file(path: str, data: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Serialise ``data`` fully, then replace ``path`` in one step (a failed save leaves no half file)."""
     if path.endswith(".pkl"):
         import cloudpickle
 
-        with open(path, "wb") as f:
-            cloudpickle.dump(data, f)
-        return
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
+        blob = cloudpickle.dumps(data)
+    else:
+        try:
+            blob = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        except (TypeError, ValueError) as exc:
+            raise StateDictError(f"Cannot save {path} as JSON ({exc}). Save to a .pkl path for values JSON cannot "
+                                 "hold, or save the whole program with save_program=True.") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def check_state_path(path: str) -> None:
@@ -109,7 +137,12 @@ def check_state_path(path: str) -> None:
 
 
 def is_own_format(data: Any) -> bool:
-    return isinstance(data, dict) and data.get("format") == STATE_FORMAT
+    return isinstance(data, dict) and isinstance(data.get("metadata"), dict) and \
+        data["metadata"].get("format") == STATE_FORMAT
+
+
+def is_legacy_format(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("format") == LEGACY_FORMAT
 
 
 def predictor_states(data: Any, root_is_predictor: bool) -> dict[str, Any]:
@@ -135,22 +168,13 @@ def mismatch_error(what: str, missing: list[str], unexpected: list[str], hint: s
 
 
 # --- signatures ---------------------------------------------------------------------------------------
-def _dspy_default_prefix(name: str) -> str:
-    """The prefix DSPy derives from a field name (``question`` → ``Question:``)."""
-    spaced = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", spaced)
-    spaced = re.sub(r"([a-zA-Z])(\d)", r"\1_\2", spaced)
-    spaced = re.sub(r"(\d)([a-zA-Z])", r"\1_\2", spaced)
-    words = [w if w.isupper() else w.capitalize() for w in spaced.split("_")]
-    return " ".join(words).strip() + ":"
-
-
 def signature_from_state(signature: Any, state: Any, where: str, strict: bool = True) -> Any:
     """A new signature class with the instructions and field prefixes/descriptions of ``state``.
 
     Fields are matched by ``name`` (our files) or by position (DSPy's files list ``prefix`` and
-    ``description`` in field order). DSPy's defaults (``${name}`` descriptions, prefixes derived from
-    the name) leave ours unchanged. Nothing is modified; raises :class:`StateDictError` on a mismatch.
+    ``description`` in field order). The file's values win, except DSPy's ``${name}`` placeholder
+    ("no description written"), which keeps ours (e.g. our ChainOfThought's reasoning description).
+    Nothing is modified; raises :class:`StateDictError` on a mismatch.
     """
     if not isinstance(state, dict):
         raise StateDictError(f"{where}: a signature state is a dict with 'instructions' and 'fields'.")
@@ -174,17 +198,17 @@ def signature_from_state(signature: Any, state: Any, where: str, strict: bool = 
         pairs = list(zip(names, fields, strict=False))
     new = signature.with_instructions(instructions)
     for name, item in pairs:
-        desc = item.get("description", item.get("desc"))
-        prefix = item.get("prefix")
-        if not all(v is None or isinstance(v, str) for v in (desc, prefix)):
+        changes = {}
+        if "description" in item or "desc" in item:
+            changes["desc"] = item.get("description", item.get("desc"))
+        if "prefix" in item:
+            changes["prefix"] = item["prefix"]
+        if not all(v is None or isinstance(v, str) for v in changes.values()):
             raise StateDictError(f"{where}: the description and prefix of field {name!r} must be text.")
-        if desc == f"${{{name}}}":
-            desc = None  # DSPy's "no description" placeholder
-        if prefix == _dspy_default_prefix(name):
-            prefix = None
-        if desc is not None or prefix is not None:
-            new = new.with_updated_fields(name, **{k: v for k, v in (("desc", desc), ("prefix", prefix))
-                                                   if v is not None})
+        if changes.get("desc") == f"${{{name}}}":
+            del changes["desc"]  # DSPy's "no description" placeholder
+        if changes:
+            new = new.with_updated_fields(name, **changes)
     return new
 
 
@@ -218,7 +242,8 @@ def _without_userinfo(url: Any) -> Any:
     return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, parts.fragment))
 
 
-def lm_from_state(current: Any, state: Any, where: str, allow_unsafe_lm_state: bool = False) -> Any:
+def lm_from_state(current: Any, state: Any, where: str, allow_unsafe_lm_state: bool = False,
+                  log: logging.Logger = logger) -> Any:
     """The LM a predictor should use after loading ``state`` (its saved LM settings), or :data:`KEEP`.
 
     Never imports a class, never keeps a credential from the file, and without
@@ -250,8 +275,8 @@ def lm_from_state(current: Any, state: Any, where: str, allow_unsafe_lm_state: b
     if model.startswith("local/"):
         unsafe.append("model (a local path)")
     if unsafe and not allow_unsafe_lm_state:
-        logger.warning("%s: ignoring LM key(s) %s from the saved state (they choose where calls go). Pass "
-                       "allow_unsafe_lm_state=True to load() for files you trust.", where, unsafe)
+        log.warning("Ignoring LM key(s) %s from the saved state of %s (they choose where calls go). Pass "
+                    "allow_unsafe_lm_state=True to load() for files you trust.", unsafe, where)
         if model.startswith("local/"):
             return KEEP
         clean = {k: v for k, v in clean.items() if k not in ENDPOINT_KEYS}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from typing import Any
 
 from ..lm.cache import Cache
 from ..settings import settings
+
+logger = logging.getLogger(__name__)
 
 
 class Checkpoint:
@@ -58,9 +61,14 @@ class Checkpoint:
         try:
             with open(self.state_path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError) as exc:
+            logger.warning("Checkpoint state %s is unreadable (%s: %s); starting the search over (journaled LM "
+                           "replies are still reused).", self.state_path, type(exc).__name__, exc)
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            logger.warning("Checkpoint state %s is not a JSON object; starting the search over.", self.state_path)
+            return None
+        return data
 
 
 @contextlib.contextmanager

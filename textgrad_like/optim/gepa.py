@@ -20,8 +20,17 @@ after 64 calls), so score per metric call is equal; but the package passes ``max
 while the native loop never does (22 / 36 / 50). Only the native loop also (a) resumes from
 ``log_dir`` through the call journal of :func:`~textgrad_like.optim.checkpoint.maybe_checkpoint`
 from JSON state (no pickle), making no LM call twice, and (b) can take its feedback from
-``loss.backward()`` (``feedback_source="backward"``). Hence native by default; the package stays
-optional. ``benchmarks/reflective.py --compare-engines`` repeats the comparison with the embedded model.
+``loss.backward()`` (``feedback_source="backward"``), and (c) spends nothing on a rejected proposal: both
+engines screen each proposed instruction (a label name, a copy of an input or of the current
+instruction, empty text: counted in ``search_state["proposals"]``), but the package still runs the
+unchanged candidate on its minibatch. Hence native by default; the package stays optional.
+
+A proposal is run on the parent's training minibatch first and scored on the whole validation set only
+if it beats the parent there. When no candidate beats the seed program on the validation set, a
+WARNING says so and the seed program is returned (``search_state["instruction_improved"] = False``).
+The reflection prompt is :class:`~textgrad_like.prompts.ReflectOnInstruction`; pass a subclass as
+``reflection_signature=`` (or set the class attribute) to change it. ``reflection_lm`` writes the
+proposals only; the program runs with its own or the configured LM. ``benchmarks/reflective.py --compare-engines`` repeats the comparison with the embedded model.
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import prompts
 from ..errors import OptimizerError
 from ..settings import settings
 from .checkpoint import maybe_checkpoint
 from .gepa_engine import NativeGEPAEngine, SearchState, auto_budget, instance_fronts, non_dominated
+from .screening import InstructionScreen
 from .teleprompter import Teleprompter
 
 logger = logging.getLogger(__name__)
@@ -115,8 +126,11 @@ class GEPA(Teleprompter):
     Extra options: ``instruction_proposer(candidate=, reflective_dataset=, components_to_update=)``
     replaces the reflection LM call; ``component_selector`` is "round_robin" or "all";
     ``feedback_source="backward"`` takes the reflective dataset from ``loss.backward()`` gradients
-    instead of per-predictor metric calls; ``engine="gepa"`` runs the installed ``gepa`` package.
+    instead of per-predictor metric calls; ``engine="gepa"`` runs the installed ``gepa`` package;
+    ``reflection_signature`` replaces the reflection prompt (a subclass of ``prompts.ReflectOnInstruction``).
     """
+
+    reflection_signature: Any = prompts.ReflectOnInstruction
 
     def __init__(self, metric: Callable[..., Any], *, auto: Literal["light", "medium", "heavy"] | None = None,
                  max_full_evals: int | None = None, max_metric_calls: int | None = None,
@@ -130,8 +144,11 @@ class GEPA(Teleprompter):
                  num_threads: int | None = None, failure_score: float = 0.0, perfect_score: float = 1.0,
                  log_dir: str | None = None, track_stats: bool = False, track_best_outputs: bool = False,
                  feedback_source: Literal["metric", "backward"] = "metric",
-                 engine: Literal["native", "gepa"] = "native", seed: int | None = 0, **kwargs: Any) -> None:
+                 engine: Literal["native", "gepa"] = "native", seed: int | None = 0,
+                 reflection_signature: Any = None, **kwargs: Any) -> None:
         super().__init__()
+        self.reflection_signature = prompts.check_override(reflection_signature, type(self).reflection_signature,
+                                                           "reflection_signature")
         if metric is None or not callable(metric):
             raise OptimizerError("GEPA needs a metric: metric(gold, pred, trace, pred_name, pred_trace) -> float or "
                                  "Prediction(score=..., feedback=...).")
@@ -242,7 +259,8 @@ class GEPA(Teleprompter):
                 max_merge_invocations=self.max_merge_invocations, merge_subsample_size=self.merge_subsample_size,
                 num_threads=self.num_threads, feedback_source=self.feedback_source,
                 seed=self.seed if self.seed is not None else 0,
-                save=(ckpt.save if ckpt is not None else None), history=self.history)
+                save=(ckpt.save if ckpt is not None else None), history=self.history,
+                reflection_signature=self.reflection_signature)
             state = engine.new_state()
             saved = ckpt.load() if ckpt is not None else None
             if saved is not None:
@@ -260,6 +278,18 @@ class GEPA(Teleprompter):
     def _finish(self, student: Any, state: SearchState, valset: list[Any]) -> Any:
         self.search_state = state.to_dict()
         best = state.best_index()
+        # best_index breaks ties toward the lower index, so best != 0 means a strictly higher validation score
+        improved = best != 0
+        self.search_state["instruction_improved"] = improved
+        screen = InstructionScreen()
+        screen.restore(state.proposals)
+        self.search_state["proposals"] = screen.stats()
+        summary = screen.summary("GEPA")
+        logger.info("%s", summary)
+        if not improved and state.candidates:
+            logger.warning("GEPA: the reflection LM produced no instruction that beats the start instruction on the "
+                           "validation set (%s); returning the start program. A stronger reflection_lm= usually "
+                           "helps.", summary)
         programs = [self._build(student, c) for c in state.candidates] if self.track_stats else []
         optimized = programs[best] if programs else self._build(student, state.candidates[best])
         optimized._compiled = True

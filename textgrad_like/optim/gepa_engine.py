@@ -10,6 +10,11 @@ Metric calls are counted as GEPA counts them: one per program rollout scored (an
 scored once). Per-predictor feedback calls (``pred_name`` set) are counted apart (``feedback_calls``).
 An evaluation starts only when the whole of it fits in what is left of ``max_metric_calls``, so the
 budget is never passed.
+
+Every proposed instruction is screened (:class:`~textgrad_like.optim.screening.InstructionScreen`)
+before the child is run: a label name, a copy of an input or of the parent's instruction, empty or
+too-short text is counted in ``state.proposals`` and dropped, so it costs no minibatch rollouts
+(event ``"screened"`` when nothing usable is left).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import prompts
 from ..errors import OptimizerError
 from ..nn.graph import no_grad
 from ._calls import check_failures, is_recoverable
@@ -33,31 +39,18 @@ from .feedback import (
     reflective_dataset_from_gradients,
     run_rollouts,
 )
+from .screening import InstructionScreen
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
-_REFLECTION_INSTRUCTIONS = (
-    "You improve the instruction of one step in a program made of language-model calls. You get the "
-    "step's current instruction and cases it handled recently: the inputs it received, the outputs it "
-    "produced, and feedback on each case. Work out what the failing cases have in common, what the good "
-    "cases did right, and which facts about the task the feedback reveals. Then write a complete new "
-    "instruction for the step that keeps what works, fixes the failures, and states the task-specific "
-    "facts and rules the step needs. Reply with the new instruction only."
-)
-
-
-def _reflection_predictor() -> Any:
+def _reflection_predictor(signature: Any = None) -> Any:
+    """A ``Predict`` of the reflection prompt (:class:`~textgrad_like.prompts.ReflectOnInstruction`, or a
+    subclass of it), built once per engine."""
     from ..predict import Predict
-    from ..signatures import InputField, OutputField, make_signature
 
-    sig = make_signature({
-        "current_instruction": (str, InputField(desc="the instruction the step runs with now")),
-        "cases_with_feedback": (str, InputField(desc="inputs, outputs and feedback of recent cases")),
-        "new_instruction": (str, OutputField(desc="the complete improved instruction")),
-    }, _REFLECTION_INSTRUCTIONS, signature_name="ReflectOnInstruction")
-    return Predict(sig)
+    return Predict(prompts.check_override(signature, prompts.ReflectOnInstruction, "reflection_signature"))
 
 
 def clean_instruction(text: str) -> str:
@@ -91,6 +84,7 @@ class SearchState:
     rng_state: list[Any] | None = None
     train_order: list[int] = field(default_factory=list)
     train_pos: int = 0
+    proposals: dict[str, Any] = field(default_factory=dict)  # InstructionScreen.stats()
     log: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
     stop_reason: str = ""
@@ -215,7 +209,8 @@ class NativeGEPAEngine:
                  skip_perfect_score: bool, perfect_score: float, failure_score: float,
                  add_format_failure_as_feedback: bool, use_merge: bool, max_merge_invocations: int,
                  merge_subsample_size: int, num_threads: int | None, feedback_source: str, seed: int,
-                 save: Callable[[dict[str, Any]], None] | None, history: Any = None) -> None:
+                 save: Callable[[dict[str, Any]], None] | None, history: Any = None,
+                 reflection_signature: Any = None) -> None:
         self.student = student
         self.trainset = list(trainset)
         self.valset = list(valset)
@@ -240,7 +235,9 @@ class NativeGEPAEngine:
         self.history = history
         self.names = [name for name, _ in student.named_predictors()]
         self.rng = random.Random(seed)
-        self._reflector = _reflection_predictor()
+        self._reflector = _reflection_predictor(reflection_signature)
+        self.screen = InstructionScreen([p.signature for _, p in student.named_predictors()], self.trainset)
+        self.last_screened: dict[str, str] = {}  # predictor name -> why its last proposal was rejected
 
     # --- state -------------------------------------------------------------------------------------------
     def seed_candidate(self) -> dict[str, str]:
@@ -306,6 +303,7 @@ class NativeGEPAEngine:
     # --- the loop --------------------------------------------------------------------------------------------
     def run(self, state: SearchState) -> SearchState:
         self._restore_rng(state)
+        self.screen.restore(state.proposals)
         if not state.candidates:
             if not self.fits(state, len(self.valset)):
                 raise OptimizerError(
@@ -395,7 +393,13 @@ class NativeGEPAEngine:
             event["event"] = "proposal_failed"
             event["error"] = str(exc)[:300]
             return event
-        child = {**state.candidates[parent], **{k: v for k, v in updates.items() if k in self.names and v}}
+        state.proposals = self.screen.stats()
+        if self.last_screened:
+            event["screened"] = dict(self.last_screened)
+            if not updates:  # every proposal rejected: no rollouts spent on it
+                event["event"] = "screened"
+                return event
+        child = {**state.candidates[parent], **updates}
         if child == state.candidates[parent]:
             event["event"] = "no_change"
             return event
@@ -438,21 +442,34 @@ class NativeGEPAEngine:
 
     def propose(self, candidate: dict[str, str], dataset: dict[str, list[dict[str, Any]]],
                 names: list[str]) -> dict[str, str]:
+        """New instructions for the predictors ``names`` (those with feedback), screened: a rejected text is
+        left out of the result, counted in :attr:`screen` and its reason kept in :attr:`last_screened`."""
         todo = [n for n in names if dataset.get(n)]
         if self.instruction_proposer is not None:
             out = self.instruction_proposer(candidate=dict(candidate), reflective_dataset=dataset,
                                             components_to_update=todo)
-            return {k: clean_instruction(v) for k, v in dict(out).items()}
+            return self._screened(candidate, {k: clean_instruction(v) for k, v in dict(out).items()})
         updates = {}
         for name in todo:
             with no_grad():
                 pred = self._reflector(current_instruction=candidate[name],
                                        cases_with_feedback=format_reflective_records(dataset[name]),
                                        lm=self.reflection_lm)
-            text = clean_instruction(pred.new_instruction)
-            if text:
-                updates[name] = text
-        return updates
+            updates[name] = clean_instruction(pred.new_instruction)
+        return self._screened(candidate, updates)
+
+    def _screened(self, candidate: dict[str, str], updates: dict[str, str]) -> dict[str, str]:
+        self.last_screened = {}
+        usable = {}
+        for name, text in updates.items():
+            if name not in self.names:
+                continue
+            why = self.screen(text, current=candidate.get(name))
+            if why is None:
+                usable[name] = text
+            else:
+                self.last_screened[name] = why
+        return usable
 
     # --- merge --------------------------------------------------------------------------------------------------
     def find_merge(self, state: SearchState) -> tuple[int, int, int, dict[str, str]] | None:

@@ -102,6 +102,7 @@ def run_with_gepa_package(opt: Any, student: Any, trainset: list[Any], valset: l
     state.total_metric_calls = counter["metric_calls"]
     state.feedback_calls = counter["feedback_calls"]
     state.num_full_val_evals = int(result.num_full_val_evals or 0)
+    state.proposals = engine.screen.stats()
     state.done = True
     state.stop_reason = "budget"
     return state

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .. import prompts
 from ..errors import BudgetExceeded, ConfigurationError, EvaluationError, OptimizerError
 from ..primitives import Example
 from ..settings import settings
@@ -55,6 +56,28 @@ def _import_optuna() -> Any:
     return optuna
 
 
+def _check_saved(saved: dict[str, Any]) -> None:
+    """Raise ``TypeError``/``ValueError`` unless a saved search state has the shapes ``compile`` reads."""
+    demos = saved.get("demo_candidates")
+    if demos is not None and not (isinstance(demos, dict) and all(
+            isinstance(sets, list) and all(isinstance(s, list) and all(isinstance(d, dict) for d in s) for s in sets)
+            for sets in demos.values())):
+        raise TypeError("demo_candidates must map predictor indexes to lists of demo lists")
+    texts = saved.get("instruction_candidates")
+    if texts is not None and not (isinstance(texts, dict) and all(
+            isinstance(t, list) and all(isinstance(x, str) for x in t) for t in texts.values())):
+        raise TypeError("instruction_candidates must map predictor indexes to lists of strings")
+    for event in saved.get("events") or []:
+        if not (isinstance(event, dict) and isinstance(event.get("kind"), str) and isinstance(event.get("params"), dict)
+                and isinstance(event.get("score"), (int, float))):
+            raise TypeError(f"a search event is malformed: {str(event)[:100]}")
+    if not isinstance(saved.get("history") or [], list):
+        raise TypeError("history must be a list")
+    for mapping in (demos, texts):
+        for key in mapping or {}:
+            int(key)  # predictor indexes
+
+
 def _key(params: dict[str, int]) -> str:
     return ",".join(f"{k}={params[k]}" for k in sorted(params))
 
@@ -76,7 +99,8 @@ class MIPROv2(Teleprompter):
                  max_labeled_demos: int = 4, auto: Literal["light", "medium", "heavy"] | None = "light",
                  num_candidates: int | None = None, num_threads: int | None = None, max_errors: int | None = None,
                  seed: int = 9, init_temperature: float = 1.0, verbose: bool = False, track_stats: bool = True,
-                 log_dir: str | None = None, metric_threshold: float | None = None) -> None:
+                 log_dir: str | None = None, metric_threshold: float | None = None,
+                 proposal_signature: Any = None) -> None:
         super().__init__()
         if auto not in (None, "light", "medium", "heavy"):
             raise OptimizerError(f"Invalid value for auto: {auto!r}. Use 'light', 'medium', 'heavy' or None.")
@@ -100,6 +124,9 @@ class MIPROv2(Teleprompter):
         self.max_errors = max_errors
         self.metric_threshold = metric_threshold
         self.seed = seed
+        # a subclass of prompts.ProposeGroundedInstruction (checked now, used by the GroundedProposer)
+        self.proposal_signature = prompts.check_override(proposal_signature, GroundedProposer.propose_signature,
+                                                         "proposal_signature")
         self.prompt_model_total_calls = 0
         self.total_calls = 0
 
@@ -185,12 +212,13 @@ class MIPROv2(Teleprompter):
             use_task_demos=fewshot_aware_proposer, num_demos_in_context=BOOTSTRAPPED_FEWSHOT_EXAMPLES_IN_CONTEXT,
             use_tip=tip_aware_proposer, set_tip_randomly=tip_aware_proposer, verbose=self.verbose,
             rng=random.Random(f"{seed}-proposer"), init_temperature=self.init_temperature,
-            num_threads=self.num_threads, max_errors=max_errors)
+            num_threads=self.num_threads, max_errors=max_errors, propose_signature=self.proposal_signature)
         self._log_projection(student, proposer, trainset, valset, n_instr, n_fewshot, num_trials, minibatch,
                              minibatch_size, minibatch_full_eval_steps, max_b if not zeroshot else 3)
         self.search_state = {"format": STATE_FORMAT, "config": self.config, "demo_candidates": None,
                              "instruction_candidates": None, "default_score": None, "events": [],
-                             "best": None, "history": [], "failed_evaluations": 0}
+                             "best": None, "history": [], "failed_evaluations": 0, "proposals": None,
+                             "instruction_improved": False}
         self._best_program: Any = None
         self._program = student.deepcopy()
         with maybe_checkpoint(checkpoint_dir) as ckpt, count_calls() as counter:
@@ -248,13 +276,18 @@ class MIPROv2(Teleprompter):
         if saved.get("config") != self.config:
             raise OptimizerError(f"The checkpoint in {checkpoint_dir} was made with other settings "
                                  f"({saved.get('config')}); use a new checkpoint_dir or the same settings.")
-        self._paid_before = int(saved.get("lm_calls", 0))
-        self._tokens_before = int(saved.get("tokens", 0))
-        for row in saved.get("history", []):
-            extra = {k: v for k, v in row.items() if k not in ("step", "score", "lm_calls", "tokens", "cost",
-                                                                  "best_so_far")}
-            self.history.record(row["score"], step=row["step"], lm_calls=row["lm_calls"], tokens=row["tokens"],
-                                cost=row["cost"], **extra)
+        try:
+            _check_saved(saved)
+            self._paid_before = int(saved.get("lm_calls", 0))
+            self._tokens_before = int(saved.get("tokens", 0))
+            for row in saved.get("history", []):
+                extra = {str(k): v for k, v in row.items() if k not in ("step", "score", "lm_calls", "tokens", "cost",
+                                                                         "best_so_far")}
+                self.history.record(float(row["score"]), step=int(row["step"]), lm_calls=int(row["lm_calls"]),
+                                    tokens=int(row["tokens"]), cost=float(row["cost"] or 0.0), **extra)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise OptimizerError(f"The checkpoint state in {checkpoint_dir} is damaged or not from MIPROv2 "
+                                 f"({type(exc).__name__}: {exc}); use a new checkpoint_dir.") from exc
         logger.info("MIPROv2: resuming from %s (%d search events done).", checkpoint_dir, len(saved.get("events", [])))
         return saved
 
@@ -305,6 +338,7 @@ class MIPROv2(Teleprompter):
         if saved.get("instruction_candidates") is not None:
             raw = saved["instruction_candidates"]
             self.search_state["instruction_candidates"] = raw
+            self.search_state["proposals"] = saved.get("proposals")
             return {int(i): list(texts) for i, texts in raw.items()}
         logger.info("MIPROv2 step 2: proposing %d instruction candidates per predictor.", n_instr)
         with count_calls() as prompt_calls:
@@ -315,6 +349,9 @@ class MIPROv2(Teleprompter):
             candidates[i][0] = predictor.signature.instructions
         self.search_state["instruction_candidates"] = {str(i): texts for i, texts in candidates.items()}
         self.search_state["proposer_failures"] = proposer.failures
+        if proposer.screen is not None:
+            self.search_state["proposals"] = proposer.screen.stats()
+            logger.info("%s", proposer.screen.summary("MIPROv2"))
         self._save()
         return candidates
 
@@ -345,6 +382,38 @@ class MIPROv2(Teleprompter):
                                       f"examples, so no candidate can be scored. {exc}") from exc
             logger.error("MIPROv2: %s stopped after too many failures; scoring it 0. %s", desc, exc)
             return 0.0
+
+    def _keep_start_instructions_unless_better(self, best_program: Any, best: dict[str, Any],
+                                              instructions: dict[int, list[str]],
+                                              demos: dict[int, list[list[Any]]] | None) -> tuple[Any, dict[str, Any]]:
+        """Whether a proposed instruction beat the start instructions on the valset. The start instructions'
+        best full score is that of the fully evaluated programs with instruction 0 for every predictor (the
+        default program is one, so there is always one). If the best program's instructions are proposals
+        and it scores higher, they are kept (``instruction_improved``); otherwise a WARNING says the
+        proposer produced no better instruction and the best program with the start instructions is
+        returned, with the demos the search chose for it (demo gains are kept)."""
+        names = [k for k in best["params"] if k.endswith("_predictor_instruction")]
+
+        def start_instructions(params: dict[str, int]) -> bool:
+            return all(params[k] == 0 for k in names)
+
+        starts = [e for e in self.search_state["events"] if e["kind"] != "minibatch" and start_instructions(e["params"])]
+        best_start = max(starts, key=lambda e: e["score"]) if starts else None
+        improved = not start_instructions(best["params"]) and (best_start is None or best["score"] > best_start["score"])
+        self.search_state["instruction_improved"] = improved
+        if improved:
+            return best_program, best
+        stats = self.search_state.get("proposals") or {}
+        logger.warning(
+            "MIPROv2: the proposer produced no instruction that beats the start instruction on the valset (%s of %s "
+            "proposals passed screening, rejected: %s); returning the start instruction with the demos the search "
+            "found. A stronger prompt_model= usually helps.", stats.get("accepted", "?"), stats.get("tried", "?"),
+            stats.get("rejected") or "none")
+        if best_start is None or start_instructions(best["params"]):
+            return best_program, best
+        chosen = {"score": best_start["score"], "params": best_start["params"], "step": best_start["step"]}
+        self.search_state["best"] = chosen
+        return self._build(best_start["params"], instructions, demos), chosen
 
     def _search(self, saved: dict[str, Any], instructions: dict[int, list[str]],
                 demos: dict[int, list[list[Any]]] | None, valset: list[Any], num_trials: int, minibatch: bool,
@@ -451,6 +520,7 @@ class MIPROv2(Teleprompter):
         best = self.search_state["best"]
         logger.info("MIPROv2: best full score %.2f (default program %.2f) with %s.", best["score"], default_score,
                     _key(best["params"]))
+        best_program, best = self._keep_start_instructions_unless_better(best_program, best, instructions, demos)
         if self.track_stats:
             events = self.search_state["events"]
             full = sorted((e for e in events if e["kind"] != "minibatch"), key=lambda e: -e["score"])

@@ -10,6 +10,13 @@ For each predictor of a program it asks a prompt model for new instructions, gro
 
 Every LM call goes through the active settings, so budgets, caching and checkpoint journals apply.
 Failed calls are counted and logged by :class:`ParallelExecutor` and left out of the candidates.
+Every proposal is screened (:class:`~textgrad_like.optim.screening.InstructionScreen`): a label name,
+a copy of an input or of the current instruction, empty or too-short text is counted in
+``proposer.screen`` and left out, so it is never evaluated.
+
+The meta-prompts are class-based signatures in :mod:`textgrad_like.prompts` (``ObserveData``,
+``SummarizeData``, ``DescribeProgram``, ``DescribeModule``, ``ProposeGroundedInstruction``), held as
+class attributes; a subclass (or ``GroundedProposer(propose_signature=...)``) changes them.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import math
 import random
 from typing import Any
 
+from .. import prompts
 from ..settings import settings
 from ._calls import attempt, run_tasks
+from .screening import InstructionScreen
 
 logger = logging.getLogger(__name__)
 
@@ -36,29 +45,6 @@ TIPS: dict[str, str] = {
     "persona": "Open by giving the model a fitting expert role for this task.",
     "edge_cases": "Mention the tricky or ambiguous inputs and how to handle them.",
 }
-
-_OBSERVE = ("You are studying a dataset used to train a language-model program. Read the examples and the notes "
-            "taken so far, then write short factual notes about the data: the fields, what the inputs look like, "
-            "what the outputs look like, and any patterns. Do not repeat notes that are already there.")
-_SUMMARIZE = ("Condense notes about a dataset into a brief summary (two to four sentences) that would help someone "
-              "write instructions for a model solving this task.")
-_DESCRIBE_PROGRAM = ("Describe in two or three sentences what this language-model program does and how its steps "
-                     "work together, given its source code.")
-_DESCRIBE_MODULE = ("Given the source of a language-model program and a summary of it, describe in one or two "
-                    "sentences the job of the named step inside the program.")
-_PROPOSE = ("Write an improved instruction for one step of a language-model program. Use the evidence given: a "
-            "summary of the data, what the program and this step do, example inputs with good outputs, the "
-            "current instruction and a style tip. The instruction must tell the model what to do with its "
-            "inputs and what to produce. Reply with the instruction text only.")
-
-
-def _sig(fields: dict[str, tuple[str, str]], outputs: dict[str, str], instructions: str, name: str) -> Any:
-    from ..signatures import InputField, OutputField, make_signature
-
-    spec: dict[str, Any] = {k: (str, InputField(desc=d)) for k, (_, d) in fields.items()}
-    spec.update({k: (str, OutputField(desc=d)) for k, d in outputs.items()})
-    return make_signature(spec, instructions, signature_name=name)
-
 
 def _clip(text: Any, limit: int = 300) -> str:
     value = " ".join(str(text).split())
@@ -94,14 +80,27 @@ class GroundedProposer:
         set_tip_randomly: draw a tip per proposal (else no tip).
         rng: the random source for tips (seeded by the caller for reproducibility).
         init_temperature: sampling temperature of the proposal calls.
+        propose_signature: a subclass of :class:`~textgrad_like.prompts.ProposeGroundedInstruction`.
+        screen: the :class:`InstructionScreen` to count proposals in (default: one built from the
+            program's signatures and the trainset when proposing).
     """
+
+    observe_signature: Any = prompts.ObserveData
+    summarize_signature: Any = prompts.SummarizeData
+    describe_program_signature: Any = prompts.DescribeProgram
+    describe_module_signature: Any = prompts.DescribeModule
+    propose_signature: Any = prompts.ProposeGroundedInstruction
 
     def __init__(self, prompt_model: Any = None, program: Any = None, trainset: list[Any] | None = None,
                  view_data_batch_size: int = 10, max_data_batches: int = 3, program_aware: bool = True,
                  use_dataset_summary: bool = True, use_task_demos: bool = True, num_demos_in_context: int = 3,
                  use_tip: bool = True, set_tip_randomly: bool = True, verbose: bool = False,
                  rng: random.Random | None = None, init_temperature: float = 1.0, num_threads: int | None = None,
-                 max_errors: int | None = None) -> None:
+                 max_errors: int | None = None, propose_signature: Any = None,
+                 screen: InstructionScreen | None = None) -> None:
+        self.propose_signature = prompts.check_override(propose_signature, type(self).propose_signature,
+                                                        "propose_signature")
+        self.screen = screen
         self.prompt_model = prompt_model
         self.program = program
         self.trainset = list(trainset or [])
@@ -158,9 +157,7 @@ class GroundedProposer:
         batches = self.data_batches()
         if not batches:
             return ""
-        observe = _sig({"examples": ("", "a batch of training examples"),
-                        "prior_notes": ("", "notes taken on earlier batches (may be empty)")},
-                       {"notes": "new notes about the data"}, _OBSERVE, "ObserveData")
+        observe = self.observe_signature
         notes: list[str] = []
         for b in range(batches):
             batch = self.trainset[b * self.view_data_batch_size:(b + 1) * self.view_data_batch_size]
@@ -170,8 +167,7 @@ class GroundedProposer:
                 notes.append(text.strip())
         if not notes:
             return ""
-        summarize = _sig({"notes": ("", "notes about a dataset")}, {"summary": "a brief summary of the data"},
-                         _SUMMARIZE, "SummarizeData")
+        summarize = self.summarize_signature
         summary = self._safe("data-summary", lambda: self._call(summarize, notes="\n".join(notes)).summary)
         return summary.strip() or "\n".join(notes)
 
@@ -179,14 +175,10 @@ class GroundedProposer:
         if not self.program_aware:
             return
         source = program_source(program)
-        describe = _sig({"program_code": ("", "source code of the program")},
-                        {"program_description": "what the program does"}, _DESCRIBE_PROGRAM, "DescribeProgram")
+        describe = self.describe_program_signature
         self.program_description = self._safe(
             "program-description", lambda: self._call(describe, program_code=source).program_description).strip()
-        module_sig = _sig({"program_code": ("", "source code of the program"),
-                           "program_description": ("", "summary of the program"),
-                           "module": ("", "the step to describe: its name and signature")},
-                          {"module_description": "the job of this step"}, _DESCRIBE_MODULE, "DescribeModule")
+        module_sig = self.describe_module_signature
         for i, (name, predictor) in enumerate(program.named_predictors()):
             module = f"{name}: {predictor.signature.signature}"
             self.module_descriptions[i] = self._safe("module-description", lambda module=module: self._call(
@@ -204,17 +196,12 @@ class GroundedProposer:
             self.data_summary = self.summarize_data()
         if self.program_aware and not self.program_description:
             self.describe_program(program)
-        propose = _sig({"data_summary": ("", "what the training data looks like"),
-                        "program_description": ("", "what the whole program does"),
-                        "module_description": ("", "what this step does"),
-                        "step_signature": ("", "the inputs and outputs of this step"),
-                        "task_demos": ("", "example inputs with good outputs for this step"),
-                        "current_instruction": ("", "the instruction used now"),
-                        "tip": ("", "a style tip for the new instruction")},
-                       {"proposed_instruction": "the new instruction"}, _PROPOSE, "ProposeInstruction")
+        propose = self.propose_signature
+        predictors = program.predictors()
+        if self.screen is None:
+            self.screen = InstructionScreen([p.signature for p in predictors], self.trainset)
         temperature = self.init_temperature if T is None else T
         jobs: list[tuple[int, int, dict[str, Any]]] = []
-        predictors = program.predictors()
         for i, predictor in enumerate(predictors):
             for k in range(1, max(1, N)):
                 demos = ""
@@ -247,7 +234,10 @@ class GroundedProposer:
         self.failures += len(errors)
         candidates: dict[int, list[str]] = {i: [p.signature.instructions] for i, p in enumerate(predictors)}
         for (i, _, _), text in zip(jobs, results, strict=True):
-            if text and text not in candidates[i]:
+            if text is None:  # a failed call, counted above
+                continue
+            # a rejected proposal (label name, copy of an input or of the current instruction, ...) is never scored
+            if self.screen(text, current=candidates[i][0]) is None and text not in candidates[i]:
                 candidates[i].append(text)
         if self.verbose:
             for i, texts in candidates.items():

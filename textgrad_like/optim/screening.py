@@ -36,7 +36,8 @@ class InstructionScreen:
     """``screen(text)`` returns ``None`` for a usable instruction, else the reason it is rejected.
 
     Args:
-        signature: the predictor's signature (its field names and ``Literal`` choices are known labels).
+        signature: the predictor's signature (its field names and ``Literal`` choices are known labels), or
+            several signatures (every predictor of a program: one screen then serves them all).
         examples: training examples; their output values are label names, their input values inputs.
         min_words: fewer words than this is "too short" (a label name or a fragment, not an instruction).
     """
@@ -48,8 +49,10 @@ class InstructionScreen:
         self.labels: set[str] = set()
         self.inputs: list[str] = []
         self.field_names: set[str] = set()
-        if signature is not None:
-            for name, info in {**signature.input_fields, **signature.output_fields}.items():
+        signatures = [] if signature is None else (
+            list(signature) if isinstance(signature, (list, tuple, set)) else [signature])
+        for sig in signatures:
+            for name, info in {**sig.input_fields, **sig.output_fields}.items():
                 self.field_names.add(_norm(name))
                 self.labels.update(_norm(c) for c in _literal_choices(getattr(info, "annotation", None)))
         for example in examples:
@@ -63,13 +66,16 @@ class InstructionScreen:
         self.rejected: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def reason(self, text: Any) -> str | None:
-        """Why ``text`` is not a usable instruction, or ``None`` if it is (no counting)."""
+    def reason(self, text: Any, current: str | None = None) -> str | None:
+        """Why ``text`` is not a usable instruction, or ``None`` if it is (no counting). With ``current``
+        (the instruction it would replace), a copy of it is rejected too: it would only be scored again."""
         if not isinstance(text, str) or not text.strip():
             return "empty"
         norm = _norm(re.sub(r"[<>\[\]{}#*]", " ", text))
         if not norm:
             return "empty"
+        if current is not None and norm == _norm(re.sub(r"[<>\[\]{}#*]", " ", str(current))):
+            return "a copy of the current instruction"
         if norm in self.labels:
             return "a label name"
         if norm in self.field_names:
@@ -80,9 +86,9 @@ class InstructionScreen:
             return "a copy of an input"
         return None
 
-    def __call__(self, text: Any) -> str | None:
+    def __call__(self, text: Any, current: str | None = None) -> str | None:
         """Screen one proposal and count it."""
-        why = self.reason(text)
+        why = self.reason(text, current)
         with self._lock:
             self.tried += 1
             if why is not None:
@@ -98,6 +104,13 @@ class InstructionScreen:
     def stats(self) -> dict[str, Any]:
         """``{"tried", "accepted", "rejected": {reason: count}}`` for search_state and reports."""
         return {"tried": self.tried, "accepted": self.accepted, "rejected": dict(self.rejected)}
+
+    def restore(self, stats: dict[str, Any] | None) -> None:
+        """Continue counting from :meth:`stats` saved earlier (a resumed run)."""
+        if stats:
+            with self._lock:
+                self.tried = int(stats.get("tried", 0))
+                self.rejected = Counter({str(k): int(v) for k, v in dict(stats.get("rejected") or {}).items()})
 
     def summary(self, optimizer: str) -> str:
         text = f"{optimizer}: {self.accepted} of {self.tried} proposed instructions passed screening"

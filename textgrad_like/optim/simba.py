@@ -17,6 +17,15 @@ At the end the winners and the best pool programs are scored on the trainset and
 returned, with ``candidate_programs`` (score-sorted) and ``trial_logs`` attached. All trajectories
 are recorded with :func:`~textgrad_like.nn.record`; the rule prompt sees the same per-step inputs and
 outputs that textual gradients carry.
+
+Each rule is screened (:class:`~textgrad_like.optim.screening.InstructionScreen`) before it is appended:
+a label name, a copy of an input, empty or too-short text is counted in ``search_state["proposals"]``
+and dropped, and a candidate left with no change is not built (no minibatch run is spent on it). New
+programs are scored on the step's minibatch; only the winners and the best of the pool are scored on
+the whole trainset. When the returned program's instructions are still the start ones (its gain, if
+any, came from demos), a WARNING says the rules did not help (``search_state["instruction_improved"]``).
+``prompt_model`` writes the rules only. The rule prompt is
+:class:`~textgrad_like.prompts.ContrastTrajectories`; pass a subclass as ``rule_signature=``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import prompts
 from ..errors import OptimizerError
 from ..nn.graph import no_grad, record
 from ..primitives import Example
@@ -36,38 +46,21 @@ from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
 from ._calls import attempt, check_failures, is_recoverable, run_tasks
 from .feedback import predictor_names_of
+from .screening import InstructionScreen
 from .teleprompter import Teleprompter
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SIMBA"]
 
-_RULE_INSTRUCTIONS = (
-    "A program made of language-model steps ran twice on the same task input. One run earned a higher "
-    "reward than the other. Compare the two runs step by step, find the decisions that made the better run "
-    "better (or the worse run worse), and write for each named step one short, general rule that would make "
-    "that step behave like the better run on inputs of this kind. Rules must not mention this particular "
-    "input's values; they should help on similar inputs. Give a rule only for steps that need one."
-)
+# a rule is added to an instruction, not one on its own: two words ("Be brief.") can be a rule
+_RULE_MIN_WORDS = 2
 
 
-def _rule_predictor() -> Any:
+def _rule_predictor(signature: Any) -> Any:
     from ..predict import Predict
-    from ..signatures import InputField, OutputField, make_signature
 
-    sig = make_signature({
-        "program_steps": (str, InputField(desc="the program's steps: name, signature and current instruction")),
-        "task_input": (str, InputField(desc="the input both runs received")),
-        "worse_run": (str, InputField(desc="each step's inputs and outputs in the worse run")),
-        "worse_reward": (float, InputField()),
-        "better_run": (str, InputField(desc="each step's inputs and outputs in the better run")),
-        "better_reward": (float, InputField()),
-        "evaluator_feedback": (str, InputField(desc="what the evaluator said about each run, if anything")),
-        "step_names": (list[str], InputField(desc="names of the steps that can receive a rule")),
-        "analysis": (str, OutputField(desc="what made the difference between the runs")),
-        "rules": (dict[str, str], OutputField(desc="step name -> rule to add to that step's instruction")),
-    }, _RULE_INSTRUCTIONS, signature_name="ContrastTrajectories")
-    return Predict(sig)
+    return Predict(signature)
 
 
 @dataclass
@@ -138,12 +131,17 @@ def _render_steps(steps: Sequence[tuple[str, dict[str, Any], dict[str, Any]]], m
 class SIMBA(Teleprompter):
     """``SIMBA(metric=m, bsize=32, num_candidates=6, max_steps=8, max_demos=4).compile(program, trainset=...)``."""
 
+    #: the meta-prompt that writes rules (a subclass of it may be passed as ``rule_signature=``)
+    rule_signature: Any = prompts.ContrastTrajectories
+
     def __init__(self, metric: Callable[..., Any] | None = None, bsize: int = 32, num_candidates: int = 6,
                  max_steps: int = 8, max_demos: int = 4, prompt_model: Any = None,
                  teacher_settings: dict[str, Any] | None = None, demo_input_field_maxlen: int = 100_000,
                  num_threads: int | None = None, temperature_for_sampling: float = 0.2,
-                 temperature_for_candidates: float = 0.2, *, trajectory_temperature: float = 1.0) -> None:
+                 temperature_for_candidates: float = 0.2, *, trajectory_temperature: float = 1.0,
+                 rule_signature: Any = None) -> None:
         super().__init__()
+        self.rule_signature = prompts.check_override(rule_signature, type(self).rule_signature, "rule_signature")
         if metric is None or not callable(metric):
             raise OptimizerError("SIMBA needs a metric: SIMBA(metric=my_metric, ...).")
         for name, value in (("bsize", bsize), ("num_candidates", num_candidates), ("max_steps", max_steps)):
@@ -164,7 +162,8 @@ class SIMBA(Teleprompter):
         self.temperature_for_candidates = float(temperature_for_candidates)
         self.trajectory_temperature = float(trajectory_temperature)
         self.metric_calls = 0
-        self._rule = _rule_predictor()
+        self._rule = _rule_predictor(self.rule_signature)
+        self._screen = InstructionScreen(min_words=_RULE_MIN_WORDS)
 
     # --- helpers ---------------------------------------------------------------------------------------
     def _score(self, example: Any, prediction: Any, trace: Any) -> tuple[float, str | None]:
@@ -264,7 +263,7 @@ class SIMBA(Teleprompter):
         for name, rule in rules.items():
             rule = str(rule).strip()
             predictor = named.get(str(name).strip("` "))
-            if predictor is None or not rule:
+            if predictor is None or self._screen(rule, current=predictor.instruction.value) is not None:
                 continue
             predictor.instruction.value = f"{predictor.instruction.value.rstrip()}\n\n{rule}"
             changed = True
@@ -280,6 +279,8 @@ class SIMBA(Teleprompter):
         if not student.named_predictors():
             raise OptimizerError("The student has no predictors to optimize (no Predict modules found).")
         rng = random.Random(seed)
+        self._screen = InstructionScreen([p.signature for _, p in student.named_predictors()], trainset,
+                                         min_words=_RULE_MIN_WORDS)
         programs: list[Any] = [_linked_copy(student, share_parameters=False)]
         scores: dict[int, list[float]] = {0: []}
         winners: list[int] = [0]
@@ -379,7 +380,16 @@ class SIMBA(Teleprompter):
         optimized.score = best_score
         optimized.metric_calls = self.metric_calls
         optimized._compiled = True
+        start = [p.instruction.value for _, p in student.named_predictors()]
+        improved = [p.instruction.value for _, p in optimized.named_predictors()] != start
         self.search_state = {"winners": winners, "final": [[s, i] for s, i in results], "metric_calls": self.metric_calls,
-                             "trial_logs": trial_logs}
+                             "trial_logs": trial_logs, "proposals": self._screen.stats(),
+                             "instruction_improved": improved}
+        logger.info("%s", self._screen.summary("SIMBA"))
+        if not improved:
+            logger.warning("SIMBA: no rule written by the prompt model made a better program than the start "
+                           "instructions (%s); the returned program keeps the start instructions%s. A stronger "
+                           "prompt_model= usually helps.", self._screen.summary("SIMBA"),
+                           " with the demos that helped" if best != 0 else "")
         logger.info("SIMBA: best program %d, trainset score %.4f, %d metric calls.", best, best_score, self.metric_calls)
         return optimized

@@ -13,10 +13,12 @@ from typing import Any
 from ..adapters import ChatAdapter, JSONAdapter
 from ..adapters.inputs import check_inputs, positional_args_message
 from ..errors import ConfigurationError, InputError, StateDictError
+from ..lm.base import BaseLM
 from ..nn.graph import LMNode, current_graph
 from ..nn.module import Module
 from ..nn.parameter import Demos, Instruction, Parameter
 from ..nn.saving import KEEP, lm_from_state, saved_lm_state, signature_from_state
+from ..nn.saving import serialize_object as serialize_object  # DSPy's import path dspy.predict.predict
 from ..nn.traced import trace
 from ..primitives import Prediction
 from ..settings import settings
@@ -91,7 +93,7 @@ class Predict(Module):
         signature = (signature_from_state(self.signature, state["signature"], where, strict)
                      if state.get("signature") is not None else None)
         demos = self.demos.parse_state(state["demos"]) if "demos" in state else None
-        lm = lm_from_state(self.lm, state.get("lm"), where, allow_unsafe_lm_state)
+        lm = lm_from_state(self.lm, state.get("lm"), where, allow_unsafe_lm_state, log=logger)
 
         def apply() -> None:
             if signature is not None:
@@ -110,12 +112,12 @@ class Predict(Module):
     # --- the call ---------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args:
-            raise InputError(positional_args_message(self.signature))
+            raise InputError(positional_args_message(self.signature, type(self).__name__))
         return super().__call__(**kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         if args:
-            raise InputError(positional_args_message(self.signature))
+            raise InputError(positional_args_message(self.signature, type(self).__name__))
         return await super().acall(**kwargs)
 
     def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], list[Any], dict[str, Any], list[Parameter]]:
@@ -130,13 +132,19 @@ class Predict(Module):
         lm = lm or settings.get("lm")
         if lm is None:
             raise ConfigurationError(
-                "No LM is configured. Call textgrad_like.configure(lm=textgrad_like.LM('openai/gpt-4o-mini')) "
+                "No LM is loaded. Call textgrad_like.configure(lm=textgrad_like.LM('openai/gpt-4o-mini')) "
                 "(or LM('local/embedded') for the bundled local model), or pass lm= to the module."
             )
         if isinstance(lm, str):
-            raise ConfigurationError(f"lm must be an LM object, not the string {lm!r}; use LM({lm!r}).")
+            raise ConfigurationError(f"LM must be an instance of `dspy.BaseLM`, not a string. Instead of {lm!r}, "
+                                     f"configure LM({lm!r}).")
+        if not isinstance(lm, BaseLM):
+            raise ConfigurationError(f"LM must be an instance of `dspy.BaseLM`, not {type(lm)}. Received lm={lm!r}.")
         if "new_signature" in kwargs:
             raise InputError("new_signature is not supported; pass signature= instead.")
+        predicted = kwargs.get("prediction")
+        if isinstance(predicted, dict) and predicted.get("type") == "content" and "content" in predicted:
+            config["prediction"] = kwargs.pop("prediction")  # OpenAI's predicted outputs: an LM argument
         inputs = check_inputs(type(self).__name__, signature, kwargs)
         used: list[Parameter] = [self.instruction, self.demos]
         for value in inputs.values():

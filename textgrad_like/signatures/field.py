@@ -78,9 +78,10 @@ def OutputField(desc: str | None = None, prefix: str | None = None, default: Any
 CONSTRAINT_KEYS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern",
                    "allow_inf_nan", "max_digits", "decimal_places")
 _CONSTRAINT_WORDS = {"gt": "greater than", "ge": "greater than or equal to", "lt": "less than",
-                     "le": "less than or equal to", "multiple_of": "a multiple of", "min_length": "minimum length",
-                     "max_length": "maximum length", "pattern": "matching the pattern", "max_digits": "at most digits",
-                     "decimal_places": "at most decimal places", "allow_inf_nan": "infinity and NaN allowed"}
+                     "le": "less than or equal to", "multiple_of": "a multiple of the given number",
+                     "min_length": "minimum length", "max_length": "maximum length", "pattern": "matching the pattern",
+                     "max_digits": "at most digits", "decimal_places": "at most decimal places",
+                     "allow_inf_nan": "infinity and NaN allowed"}
 
 
 def field_constraints(info: Any) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class SignatureMeta(type):
         declared += [k for k in annotations if k not in declared]
         for field_name in declared:
             annotation = annotations.get(field_name, str)
+            untyped = field_name not in annotations
             if field_name.startswith("_") or typing.get_origin(annotation) is ClassVar:
                 continue
             value = namespace.get(field_name)
@@ -77,7 +78,8 @@ class SignatureMeta(type):
             _check_name(field_name, name)
             if isinstance(annotation, str):
                 annotation = parse_type(annotation, globalns)
-            fields[field_name] = value.copy(annotation=annotation, prefix=value.prefix or default_prefix(field_name))
+            fields[field_name] = value.copy(annotation=annotation, prefix=value.prefix or default_prefix(field_name),
+                                            **({"type_undefined": True} if untyped else {}))
             namespace.pop(field_name, None)
         cls = super().__new__(mcs, name, bases, namespace)
         ordered = {k: v for k, v in fields.items() if v.is_input}
@@ -152,6 +154,7 @@ class SignatureMeta(type):
         changes = dict(kwargs)
         if type_ is not None:
             changes["annotation"] = type_
+            changes["type_undefined"] = False
         fields[name] = fields[name].copy(**changes)
         return _derive(cls, fields, cls._instructions_)
 
@@ -302,10 +305,11 @@ def parse_signature_string(text: str, custom_types: dict[str, Any] | None = None
             else:
                 name, annotation = item.strip(), str
             _check_name(name, text)
+            untyped = ":" not in item
             if name in fields:
                 raise SignatureError(f"Field {name!r} appears twice in {text!r}; input and output fields need "
                                      "distinct names.")
-            fields[name] = maker().copy(annotation=annotation)
+            fields[name] = maker().copy(annotation=annotation, **({"type_undefined": True} if untyped else {}))
     return fields
 
 

@@ -106,6 +106,8 @@ def type_name(annotation: Any) -> str:
     """A readable name for a type: ``list[dict[str, str]]``, ``Literal['a', 'b']``."""
     if annotation is type(None):
         return "None"
+    if annotation is Ellipsis:
+        return "..."
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return "Literal[" + ", ".join(repr(a) for a in typing.get_args(annotation)) + "]"

@@ -17,6 +17,7 @@ sandbox (``driver.py``, ``runner.js``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import inspect
@@ -134,7 +135,6 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
         return _jsonable(to_jsonable_python(value), depth + 1)
     except Exception:
         return str(value)
-
 
 
 def _canonical(path: str | os.PathLike[str]) -> str:
@@ -402,9 +402,9 @@ class PythonInterpreter:
         logger.debug("Sandbox started in %.2f s", self.startup_seconds)
 
     def _mount(self, grant: Grant) -> None:
-        import base64
-
         root = f"/sandbox/{grant.name}"
+        if os.path.isdir(grant.host):
+            self._send({"op": "put", "path": root, "dir": True})  # shown even when empty
         for rel, is_dir, chunk, first in read_grant(grant.host):
             path = f"{root}/{rel}" if rel else root
             message: dict[str, Any] = {"op": "put", "path": path, "dir": is_dir}
@@ -527,9 +527,9 @@ class PythonInterpreter:
             return
         self._kill()
         raise SandboxPermissionError(
-            "The code started a thread (a Web Worker or similar) that would have kept running after the call; "
-            "the sandbox was stopped and restarts with empty state on the next call. Run everything in the call "
-            "itself: threads and workers are not allowed.",
+            "The code started a thread that would have outlived the call (a Web Worker, or an asynchronous Deno "
+            "operation such as Deno.stdin.read); the sandbox was stopped and restarts with empty state on the next "
+            "call. Do the work in the call itself, with synchronous APIs: threads and workers are not allowed.",
             error_type="PermissionError",
         )
 

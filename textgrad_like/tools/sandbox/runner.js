@@ -117,10 +117,18 @@ function ensureDir(FS, path) {
 }
 
 // What the host already has: virtual path -> "mtime:size" when it was last copied either
-// way, and when the last copy began. A file is sent back only if it changed since.
+// way, and when the last round of copies ended. A file is sent back only if it was written
+// after that (or its size or time changed otherwise).
 const copied = new Map();
 let lastCopy = 0;
-let syncBegan = null;
+
+function endCopyRound() {
+  // Wait for the millisecond clock to tick, so every later write has mtime > lastCopy.
+  lastCopy = Date.now();
+  while (Date.now() <= lastCopy) {
+    // spin (under a millisecond)
+  }
+}
 
 function stamp(st) {
   return st.mtime.getTime() + ":" + st.size;
@@ -140,7 +148,7 @@ function putPath(FS, msg) {
 }
 
 function changed(virtualPath, st) {
-  return copied.get(virtualPath) !== stamp(st) || st.mtime.getTime() >= lastCopy;
+  return copied.get(virtualPath) !== stamp(st) || st.mtime.getTime() > lastCopy;
 }
 
 const SYNC_CHUNK = 1 << 20;
@@ -269,16 +277,12 @@ for (;;) {
     } else if (msg.op === "put") {
       putPath(pyodide.FS, msg);
       if (msg.ack) {
-        lastCopy = Date.now();
+        endCopyRound();
         send({ op: "put_ok" });
       }
     } else if (msg.op === "sync") {
-      if (syncBegan === null) syncBegan = Date.now();
       syncPath(pyodide.FS, msg.virtual_path, "");
-      if (msg.last) {
-        lastCopy = syncBegan;
-        syncBegan = null;
-      }
+      if (msg.last) endCopyRound();
       send({ op: "sync_ok" });
     } else if (msg.op === "exec") {
       // The driver returns the complete JSON reply as one line of text.
