@@ -2,7 +2,7 @@
 
     python benchmarks/dspy_parity.py [--dspy-tests DIR | --dspy-src DIR | --dspy-version V]
                                      [--groups signatures,primitives,...] [--failures FILE]
-                                     [--baseline-python PY | --no-baseline] [--json FILE]
+                                     [--baseline-python PY | --no-baseline] [--json FILE] [--markdown]
 
 What it does
     1. Finds DSPy's test files (never copied into this repository):
@@ -21,6 +21,10 @@ What it does
     4. Prints, per group: our passes over the counted tests, DSPy's passes on itself, the tests
        kept out as intentional differences (listed below, each with its reason) and the skipped
        ones (network, API keys, optional dependencies, DSPy's opt-in markers).
+
+    Both sides run offline: HTTP(S) proxies point at a closed local port, so a test that would
+    reach a provider fails at once, and only dummy API keys are set (DSPy checks for a key before
+    calling a mocked client). Each test has a time limit (``--test-timeout``, 60 s).
 
 Counting
     A test is *counted* when it is collected and not skipped, is not an intentional difference,
@@ -86,10 +90,22 @@ INTENTIONAL: dict[str, str] = {
         "compares DSPy's exact ChatAdapter prompt text",
     "tests/adapters/test_chat_adapter.py::test_format_system_message":
         "compares DSPy's exact ChatAdapter system message",
+    "tests/adapters/test_two_step_adapter.py::test_two_step_adapter_call":
+        "pins DSPy's TwoStepAdapter prompt text (\"You are a helpful assistant that can solve tasks ...\")",
+    "tests/adapters/test_chat_adapter.py::test_chat_adapter_formats_conversation_history":
+        "pins DSPy's [[ ## field ## ]] markers in history turns (ours: our own turn format)",
+    # DSPy's state-file layout where ours is a superset
+    "tests/signatures/test_signature.py::test_dump_and_load_state":
+        "exact dict equality of Signature.dump_state(); ours adds name/kind/type/desc to DSPy's prefix/description "
+        "so a state from another program is refused by field name (DSPy's positional files still load)",
+    "tests/adapters/test_code.py::test_code_with_language":
+        "checks DSPy's wording of the Code type description shown to the LM (\"Programming language: java\")",
     # PyTorch shape wins
     "tests/primitives/test_base_module.py::test_deepcopy_basic":
         "len(module.parameters()): parameters() is torch's iterator of Parameter objects, not a list of "
         "predictors (DSPy idiom: module.predictors())",
+    "tests/primitives/test_base_module.py::test_deepcopy_with_uncopyable_modules":
+        "len(module.parameters()): parameters() is torch's iterator (DSPy idiom: module.predictors())",
     "tests/primitives/test_base_module.py::test_deepcopy_with_nested_modules":
         "len(module.parameters()): parameters() is torch's iterator (DSPy idiom: module.predictors())",
     # behaviour we implement where DSPy has a placeholder
@@ -300,6 +316,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # a test that interrupts its own process (SIGINT) runs last, so a stray KeyboardInterrupt cannot end
+    # the session before the tests after it have run
+    items.sort(key=lambda item: "cancelled" in item.name)
     for item in items:
         for flag in OPT_IN:
             if flag in item.keywords:

@@ -2,7 +2,7 @@
 
 Run on a machine with a CUDA GPU: ``python benchmarks/gpu_check.py [--model local/embedded]
 [--batch-sizes 8,32,128] [--seq-len 256] [--steps 5] [--json $OUT/gpu_check.json]``.
-Without CUDA it says so and exits with status 2 (nothing else runs).
+Without CUDA it prints "no GPU: ..." and exits with status 0 (nothing else runs).
 
 Checks, in order (each prints one line; ``--json`` also writes every figure to a file):
 
@@ -11,7 +11,9 @@ Checks, in order (each prints one line; ``--json`` also writes every figure to a
    seconds per step, trained tokens/s, peak GPU memory;
 3. a few steps on one fixed batch lower its loss (the gradients reach the adapter in bf16);
 4. generation with the adapter and with the base model side by side in one dynamic batch: tokens/s,
-   and the base model's output is unchanged by the adapter.
+   and the base model's output is unchanged by the adapter;
+5. generation on the GPU through the same continuous batcher as on CPU: single-stream tokens/s and
+   ``--gen-calls`` concurrent calls (tokens/s and the ratio).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_check: torch sees no CUDA GPU (torch.cuda.is_available() is False). Run this on a machine with "
-              "an NVIDIA GPU and a CUDA build of torch; the CPU path is covered by benchmarks/finetune.py.")
-        return 2
+        print("no GPU: torch sees no CUDA device (torch.cuda.is_available() is False), so nothing was measured. "
+              "Run this on a machine with an NVIDIA GPU and a CUDA build of torch; the CPU path is covered by "
+              "benchmarks/local_lm.py and benchmarks/finetune.py.")
+        return 0
 
     from textgrad_like.autograd.sft import SFTExample, sft_loss_tensor
     from textgrad_like.lm import LM
@@ -139,6 +142,28 @@ def main() -> int:
     print(f"[4] {args.gen_calls} mixed base/adapter calls: {tokens} tokens in {seconds:.2f} s "
           f"({report['generation']['tokens_per_s']} tok/s); base output unchanged by the adapter: "
           f"{report['generation']['base_unchanged']}")
+    plain = lm.copy(max_tokens=64)
+    t0 = time.perf_counter()
+    plain("Write a long story about a dragon who learns to cook.")
+    torch.cuda.synchronize()
+    single_s = time.perf_counter() - t0
+    single_tokens = plain.history[-1]["usage"]["completion_tokens"]
+    plain.history.clear()
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=plain, args=(f"Tell me one fact about the number {i}.",))
+               for i in range(args.gen_calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    torch.cuda.synchronize()
+    many_s = time.perf_counter() - t0
+    many_tokens = sum(h["usage"]["completion_tokens"] for h in plain.history)
+    single_rate, many_rate = single_tokens / single_s, many_tokens / many_s
+    report["serving"] = {"single_stream_tok_s": round(single_rate, 1), "concurrent_tok_s": round(many_rate, 1),
+                         "ratio": round(many_rate / single_rate, 1), "widest_step": lm.backend.batcher.stats["max_active"]}
+    print(f"[5] single stream {single_rate:.1f} tok/s; {args.gen_calls} concurrent {many_rate:.1f} tok/s "
+          f"({many_rate / single_rate:.1f}x, widest step {report['serving']['widest_step']} rows)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)

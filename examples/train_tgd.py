@@ -40,16 +40,17 @@ def batches(examples: list[Any], batch_size: int, seed: int) -> list[list[Any]]:
 
 
 def train(lm: Any, steps: int = 8, batch_size: int = 4, val_size: int = 20, num_threads: int = 4,
-          seed: int = 0) -> dict[str, Any]:
+          seed: int = 0, num_candidates: int = 1) -> dict[str, Any]:
     task = load_bundled("classification")
     tl.configure(lm=lm, backward_lm=lm)
     model = IntentClassifier(task.labels)
     loss_fn = MetricLoss(task.metric)
-    opt = TextualGradientDescent(model.parameters(kind="instruction"), momentum=2,
+    opt = TextualGradientDescent(model.parameters(kind="instruction"), momentum=2, num_candidates=num_candidates,
                                  constraints=["One or two sentences.", "Name the possible intents."])
     evaluate = tl.Evaluate(devset=task.dev[:val_size], metric=task.metric, num_threads=num_threads)
     history = RunHistory()
     calls = lambda: lm.usage.calls  # noqa: E731
+    requests = lambda: lm.usage.calls + lm.usage.cache_hits  # noqa: E731
     backward_calls: list[int] = []
 
     best = evaluate(model).score
@@ -61,10 +62,14 @@ def train(lm: Any, steps: int = 8, batch_size: int = 4, val_size: int = 20, num_
         model.train()
         preds = model.batch(batch, num_threads=num_threads, disable_progress_bar=True)
         loss = loss_fn(preds, batch)
-        before = calls()
+        before = requests()
         loss.backward()
-        backward_calls.append(calls() - before)  # one LM call per predictor node reached, whatever the losses
-        opt.step()
+        backward_calls.append(requests() - before)  # one LM request per predictor node reached (cache hits too)
+        if num_candidates > 1:  # the step scores each rewrite on this batch and keeps the best
+            opt.step(lambda batch=batch: loss_fn(model.batch(batch, num_threads=num_threads,
+                                                             disable_progress_bar=True), batch))
+        else:
+            opt.step()
         opt.zero_grad()
         score = evaluate(model).score
         if score > best:
@@ -84,11 +89,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--val-size", type=int, default=20)
     parser.add_argument("--lm", default="local/embedded")
+    parser.add_argument("--num-candidates", type=int, default=1, help="rewrites per step, best on the batch kept")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     lm = tl.LM(args.lm, temperature=0.0, max_tokens=200)
-    result = train(lm, steps=args.steps, batch_size=args.batch_size, val_size=args.val_size)
+    result = train(lm, steps=args.steps, batch_size=args.batch_size, val_size=args.val_size,
+                   num_candidates=args.num_candidates)
     print(f"validation accuracy: {result['before']:.1f} -> {result['after']:.1f} "
           f"({result['lm_calls']} LM calls, {time.perf_counter() - start:.0f} s)")
     print("learned instruction:", result["model"].classify.instruction.value)

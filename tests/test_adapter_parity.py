@@ -127,18 +127,19 @@ def test_json_adapter_sends_response_format_when_litellm_supports_it(monkeypatch
 
 
 # --- issue 18.7: linear-time parsing -----------------------------------------------------------
+# Bounds are loose (a busy CI machine) but far below what a quadratic scan of these inputs takes (minutes).
 
 def test_one_megabyte_whitespace_run_parses_fast():
     sig = dspy.Signature("question -> answer")
     start = time.perf_counter()
     out = ChatAdapter().parse(sig, "<answer>" + " " * 1_000_000)
     assert out == {"answer": ""}
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0
     start = time.perf_counter()
     with pytest.raises(AdapterParseError):
         ChatAdapter().parse(dspy.Signature("q -> a, b"), "<a>" + " " * 1_000_000 + "\n" + "\t " * 200_000)
     ChatAdapter().parse(sig, "[[ ## answer ## ]]" + " \n" * 500_000)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 15.0
 
 
 def test_whitespace_reply_through_predict_is_fast():
@@ -148,7 +149,7 @@ def test_whitespace_reply_through_predict_is_fast():
     assert pred.answer == "x"
     lm2 = DummyLM([" " * 3000, '{"answer": "y"' + " " * 3000 + "}"])
     assert dspy.Predict("question -> answer")(question="q", lm=lm2).answer == "y"
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0
 
 
 def test_many_markers_stay_linear():
@@ -156,7 +157,7 @@ def test_many_markers_stay_linear():
     reply = "<a>" * 50_000 + "x" + "<b>\n1\n</b>"
     start = time.perf_counter()
     ChatAdapter().parse(sig, reply)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0
 
 
 # --- History and ToolCalls ---------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_code_type_in_and_out():
 
     class Write(dspy.Signature):
         question: str = dspy.InputField()
-        code: Code["sql"] = dspy.OutputField()  # noqa: F821 - a language-tagged Code type
+        code: Code["sql"] = dspy.OutputField()  # noqa: F821, UP037 - a language-tagged Code type
 
     out = ChatAdapter().parse(Write, "[[ ## code ## ]]\n```sql\nSELECT 1\n```")["code"]
     assert out.code == "SELECT 1" and type(out).language == "sql"

@@ -58,3 +58,59 @@ def test_chain_of_thought_with_extra_fields(caplog):
     example = dspy.Example(question="q", answer="gold", id=3)
     with caplog.at_level(logging.WARNING):
         assert dspy.ChainOfThought("question -> answer")(**example).answer == "a"
+
+
+class SpyAdapter(dspy.ChatAdapter):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.seen_settings = []
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        self.calls += 1
+        self.seen_settings.append(dspy.settings.adapter)
+        return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+
+def test_adapter_precedence_call_over_predictor_over_settings():
+    outer, mine, per_call = SpyAdapter(), SpyAdapter(), SpyAdapter()
+    with dspy.context(lm=DummyLM([{"answer": "x"}] * 3), adapter=outer):
+        predict = dspy.Predict("question -> answer")
+        predict(question="q")
+        predict.adapter = mine
+        predict(question="q")
+        predict(question="q", adapter=per_call)
+        assert dspy.settings.adapter is outer
+    assert (outer.calls, mine.calls, per_call.calls) == (1, 1, 1)
+    assert per_call.seen_settings == [per_call]  # the adapter in use is visible in settings during the call
+    assert "adapter" not in predict.dump_state()
+
+
+def test_predicted_outputs_go_to_the_lm_and_config_helpers():
+    lm = DummyLM([{"answer": "x"}, {"judgement": "y"}])
+    dspy.configure(lm=lm)
+    dspy.Predict("question -> answer")(question="q", prediction={"type": "content", "content": "draft"})
+    assert lm.history[-1]["kwargs"]["prediction"] == {"type": "content", "content": "draft"}
+    judge = dspy.Predict("question, prediction -> judgement")
+    judge(question="q", prediction="plain text input")
+    assert "prediction" not in lm.history[-1]["kwargs"]
+    judge.update_config(temperature=0.3)
+    assert judge.get_config() == {"temperature": 0.3}
+
+
+def test_lm_must_be_an_lm_object():
+    with pytest.raises(ValueError, match="No LM is loaded"):
+        dspy.Predict("question -> answer")(question="q")
+    dspy.configure(lm="openai/gpt-4o-mini")
+    with pytest.raises(ValueError, match="not a string"):
+        dspy.Predict("question -> answer")(question="q")
+    dspy.configure(lm=lambda **kw: ["x"])
+    with pytest.raises(ValueError, match="must be an instance of `dspy.BaseLM`"):
+        dspy.Predict("question -> answer")(question="q")
+
+
+def test_untyped_fields_do_not_warn(caplog):
+    dspy.configure(lm=DummyLM([{"result": "r"}]))
+    with caplog.at_level(logging.WARNING):
+        dspy.Predict("name, count -> result")(name=["a", "b"], count=123)
+    assert "Type mismatch" not in caplog.text

@@ -202,9 +202,9 @@ def test_a_custom_lm_class_in_a_file_is_never_rebuilt_as_another_lm(tmp_path, ca
     m.save(path)
     assert json.loads(path.read_text())["classify"]["lm"]["_dspy_lm_class"].endswith("DummyLM")
     fresh = Other()
-    with caplog.at_level(logging.WARNING):
-        fresh.load(path)
-    assert fresh.classify.lm is None and "never imports classes" in caplog.text  # the global LM is used
+    with pytest.raises(StateDictError, match="Refusing to import custom serialized LM class"):
+        fresh.load(path)  # as DSPy: a custom class is imported only with allow_unsafe_lm_state=True
+    assert fresh.classify.lm is None  # all or nothing
     mine = DummyLM([{"label": "y"}])
     own = Other()
     own.classify.lm = mine

@@ -11,9 +11,12 @@ and ``dir()`` are made from it. DSPy's submodule paths (``textgrad_like.teleprom
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .settings import configure, context, settings
+
+if TYPE_CHECKING:  # type checkers see the real objects (_exports.py mirrors _PUBLIC; tests/test_typing.py)
+    from ._exports import *  # noqa: F403
 
 __version__ = "0.1.0"
 
@@ -48,6 +51,8 @@ _PUBLIC: dict[str, str] = {
     "TwoStepAdapter": ".adapters",
     "Code": ".adapters",
     "History": ".adapters.types",
+    "Image": ".adapters.types",
+    "Type": ".adapters.types",
     "ToolCalls": ".adapters.types",
     # nn
     "Module": ".nn",

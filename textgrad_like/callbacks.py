@@ -188,26 +188,43 @@ def _bind_inputs(fn: Callable[..., Any], instance: Any, args: tuple[Any, ...],
 
 
 class _CallScope:
-    """Start hooks, then the call marked active, then end hooks — for one decorated call."""
+    """One decorated call: start hooks on entry, the call marked active while it runs, end hooks on exit.
 
-    __slots__ = ("callbacks", "family", "call_id", "instance", "_tokens")
+    The sync and the async wrapper share it — only the call itself (``fn(...)`` or ``await fn(...)``)
+    differs between them: ``with _CallScope(...) as scope: return scope.done(fn(...))``. With no
+    callback registered it does nothing.
+    """
 
-    def __init__(self, fn: Callable[..., Any], instance: Any, callbacks: list[Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
-        self.callbacks = callbacks
-        self.family = hook_family(instance, fn.__name__)
+    __slots__ = ("fn", "instance", "args", "kwargs", "callbacks", "family", "call_id", "outputs", "_tokens")
+
+    def __init__(self, fn: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.fn, self.instance, self.args, self.kwargs = fn, instance, args, kwargs
+        self.callbacks = active_callbacks(instance)
+        self.outputs: Any = None
+
+    def __enter__(self) -> _CallScope:
+        if not self.callbacks:
+            return self
+        self.family = hook_family(self.instance, self.fn.__name__)
         self.call_id = uuid.uuid4().hex
-        self.instance = instance
-        inputs = _bind_inputs(fn, instance, args, kwargs)
-        for cb in callbacks:
-            _call_hook(cb, f"on_{self.family}_start", call_id=self.call_id, instance=instance, inputs=inputs)
+        inputs = _bind_inputs(self.fn, self.instance, self.args, self.kwargs)
+        for cb in self.callbacks:
+            _call_hook(cb, f"on_{self.family}_start", call_id=self.call_id, instance=self.instance, inputs=inputs)
         # the active id is set after the start hooks: a start hook reading ACTIVE_CALL_ID sees the parent
         self._tokens = (
             ACTIVE_CALL_ID.set(self.call_id),
-            _ACTIVE_CALLS.set((*_ACTIVE_CALLS.get(), ActiveCall(self.call_id, instance, self.family))),
+            _ACTIVE_CALLS.set((*_ACTIVE_CALLS.get(), ActiveCall(self.call_id, self.instance, self.family))),
         )
+        return self
 
-    def finish(self, outputs: Any, exception: BaseException | None) -> None:
+    def done(self, outputs: Any) -> Any:
+        """Record the call's result (for the end hooks) and return it."""
+        self.outputs = outputs
+        return outputs
+
+    def __exit__(self, exc_type: Any, exception: BaseException | None, tb: Any) -> None:
+        if not self.callbacks:
+            return
         id_token, calls_token = self._tokens
         try:
             _ACTIVE_CALLS.reset(calls_token)
@@ -215,6 +232,7 @@ class _CallScope:
         except (ValueError, RuntimeError):  # finished in another context (should not happen); restore by value
             ACTIVE_CALL_ID.set(id_token.old_value if id_token.old_value is not contextvars.Token.MISSING else None)
             _ACTIVE_CALLS.set(_ACTIVE_CALLS.get()[:-1])
+        outputs = None if exception is not None else self.outputs
         for cb in self.callbacks:
             _call_hook(cb, f"on_{self.family}_end", call_id=self.call_id, outputs=outputs, exception=exception)
 
@@ -232,40 +250,16 @@ def with_callbacks(fn: F) -> F:
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def async_wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
-            cbs = active_callbacks(instance)
-            if not cbs:
-                return await fn(instance, *args, **kwargs)
-            scope = _CallScope(fn, instance, cbs, args, kwargs)
-            result = None
-            error: BaseException | None = None
-            try:
-                result = await fn(instance, *args, **kwargs)
-                return result
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                scope.finish(result, error)
+            with _CallScope(fn, instance, args, kwargs) as scope:
+                return scope.done(await fn(instance, *args, **kwargs))
 
         setattr(async_wrapper, _WRAPPED_MARK, True)
         return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
-        cbs = active_callbacks(instance)
-        if not cbs:
-            return fn(instance, *args, **kwargs)
-        scope = _CallScope(fn, instance, cbs, args, kwargs)
-        result = None
-        error: BaseException | None = None
-        try:
-            result = fn(instance, *args, **kwargs)
-            return result
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            scope.finish(result, error)
+        with _CallScope(fn, instance, args, kwargs) as scope:
+            return scope.done(fn(instance, *args, **kwargs))
 
     setattr(wrapper, _WRAPPED_MARK, True)
     return wrapper  # type: ignore[return-value]

@@ -8,6 +8,7 @@ caller's overrides while never seeing each other's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import threading
@@ -24,19 +25,45 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": 8,
     "max_errors": 10,
     "disable_history": False,
-    "max_history_size": 10_000,
-    "trace": None,
+    "max_history_size": 10_000,  # cap of each module's ``history`` (0: none kept)
+    "trace": "per-context",  # see context_trace(); None disables tracing, a list collects into that list
+    "max_trace_size": 10_000,
     "usage_tracker": None,
     "budget": None,
     "send_stream": None,
-    "caller_modules": None,
-    "allow_pickle": False,
+    "caller_modules": None,  # the modules whose call is running, outermost first (set by Module calls)
+    "allow_tool_async_sync_conversion": False,
+    "async_max_workers": 8,
     "warn_on_type_mismatch": True,
 }
 
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "textgrad_like_overrides", default=None
 )
+
+
+_CONTEXT_TRACE = DEFAULTS["trace"]
+_context_trace: contextvars.ContextVar[tuple[tuple[int, Any], list[Any]] | None] = contextvars.ContextVar(
+    "textgrad_like_context_trace", default=None
+)
+
+
+def context_trace() -> list[Any]:
+    """This thread's / asyncio task's own trace list (DSPy's ``settings.trace`` unless one is configured).
+
+    Each thread and each task gets a fresh list the first time it asks (a context copied into a new
+    thread or task does not share its parent's list), so there is no process-wide mutable trace.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    owner = (threading.get_ident(), task)
+    held = _context_trace.get()
+    if held is None or held[0] != owner:
+        held = (owner, [])
+        _context_trace.set(held)
+    return held[1]
 
 
 class Settings:
@@ -49,12 +76,17 @@ class Settings:
     def get(self, key: str, default: Any = None) -> Any:
         overrides = _overrides.get()
         if overrides is not None and key in overrides:
-            return overrides[key]
-        return self._main.get(key, default)
+            value = overrides[key]
+        else:
+            value = self._main.get(key, default)
+        if key == "trace" and value is _CONTEXT_TRACE:
+            return context_trace()
+        return value
 
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("_"):
-            raise AttributeError(key)
+        if key.startswith("_") or key not in self:
+            raise AttributeError(f"Unknown setting {key!r}: set it with configure({key}=...) or "
+                                 f"context({key}=...) first, or read it with settings.get({key!r}, default).")
         return self.get(key)
 
     def __getitem__(self, key: str) -> Any:
@@ -97,6 +129,7 @@ class Settings:
         with self._lock:
             self._main = dict(DEFAULTS)
             self._main["callbacks"] = []
+        _context_trace.set(None)
 
     @property
     def config(self) -> dict[str, Any]:

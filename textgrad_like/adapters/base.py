@@ -12,7 +12,7 @@ from ..callbacks import with_callbacks, wrap_methods
 from ..errors import AdapterParseError
 from ..signatures.field import FieldInfo
 from ..signatures.types import type_name
-from .types import history_field_name
+from .types import history_field_name, split_image_parts
 from .values import (
     ValueParseError,
     check_constraints,
@@ -51,17 +51,22 @@ class Adapter:
         """Extra LM arguments this adapter wants (e.g. a JSON schema for constrained decoding)."""
         return lm_kwargs
 
+    # ``__call__`` and ``acall`` share the steps before (:meth:`_request`) and after (parsing) the LM
+    # call; only that call differs.
     def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
                  inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        messages = self.format(signature, demos, inputs)
-        outputs = lm(messages=messages, **self.lm_kwargs(lm, signature, dict(lm_kwargs)))
-        return [self.parse(signature, text) for text in outputs]
+        messages, kwargs = self._request(lm, lm_kwargs, signature, demos, inputs)
+        return [self.parse(signature, text) for text in lm(messages=messages, **kwargs)]
 
     async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
                     inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        messages = self.format(signature, demos, inputs)
-        outputs = await lm.acall(messages=messages, **self.lm_kwargs(lm, signature, dict(lm_kwargs)))
-        return [self.parse(signature, text) for text in outputs]
+        messages, kwargs = self._request(lm, lm_kwargs, signature, demos, inputs)
+        return [self.parse(signature, text) for text in await lm.acall(messages=messages, **kwargs)]
+
+    def _request(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
+                 inputs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages and the LM arguments of one call."""
+        return self.format(signature, demos, inputs), self.lm_kwargs(lm, signature, dict(lm_kwargs))
 
     # --- formatting (DSPy's public adapter methods; the wording is ours) ---------------------------
     @with_callbacks
@@ -79,6 +84,9 @@ class Adapter:
             messages.extend(self.format_conversation_history(full, history_field, inputs))
         messages.append({"role": "user", "content": self.format_user_message_content(signature, inputs,
                                                                                       main_request=True)})
+        for message in messages:  # an Image anywhere in a user message becomes an image_url content part
+            if message["role"] == "user" and isinstance(message["content"], str):
+                message["content"] = split_image_parts(message["content"])
         return messages
 
     def format_system_message(self, signature: Any) -> str:

@@ -8,8 +8,10 @@ the LM history and can be switched off with ``use_json_adapter_fallback=False``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import AdapterParseError
@@ -32,25 +34,28 @@ class ChatAdapter(Adapter):
         try:
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
         except AdapterParseError as exc:
-            if not self.use_json_adapter_fallback:
-                raise
-            logger.info("ChatAdapter could not parse the reply (%s); retrying with JSONAdapter.", exc.field)
-            from .json_adapter import JSONAdapter
-
-            with settings.context(history_tags={"adapter_fallback": "JSONAdapter"}):
-                return JSONAdapter(callbacks=self.callbacks)(lm, lm_kwargs, signature, demos, inputs)
+            with self._json_fallback(exc) as fallback:
+                return fallback(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
                     inputs: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)
-        except AdapterParseError:
-            if not self.use_json_adapter_fallback:
-                raise
-            from .json_adapter import JSONAdapter
+        except AdapterParseError as exc:
+            with self._json_fallback(exc) as fallback:
+                return await fallback.acall(lm, lm_kwargs, signature, demos, inputs)
 
-            with settings.context(history_tags={"adapter_fallback": "JSONAdapter"}):
-                return await JSONAdapter(callbacks=self.callbacks).acall(lm, lm_kwargs, signature, demos, inputs)
+    @contextlib.contextmanager
+    def _json_fallback(self, exc: AdapterParseError) -> Iterator[Adapter]:
+        """The retry after a reply that did not parse (shared by ``__call__`` and ``acall``): a JSONAdapter,
+        its LM calls tagged ``adapter_fallback`` in the history; re-raises ``exc`` when the fallback is off."""
+        if not self.use_json_adapter_fallback:
+            raise exc
+        logger.info("ChatAdapter could not parse the reply (%s); retrying with JSONAdapter.", exc.field)
+        from .json_adapter import JSONAdapter
+
+        with settings.context(history_tags={"adapter_fallback": "JSONAdapter"}):
+            yield JSONAdapter(callbacks=self.callbacks)
 
     def format_reply_template(self, signature: Any) -> str:
         lines = ["Write your reply as one tagged block per output field, in this order:"]

@@ -12,6 +12,8 @@ and returns the typed output fields::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import AdapterParseError, ConfigurationError
@@ -75,34 +77,39 @@ class TwoStepAdapter(Adapter):
 
     def parse(self, signature: Any, completion: str) -> dict[str, Any]:
         """The output fields of ``completion``, read by ``extraction_model`` (one call)."""
-        extractor = self.extraction_signature(signature)
+        with self._extraction(signature, completion) as (extractor, done):
+            return done(self.extraction_adapter(self.extraction_model, {}, extractor, [], {"text": completion}))
+
+    async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
+                    inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        # as Adapter.acall, with the extraction call awaited too (parse() makes it synchronously)
+        messages, kwargs = self._request(lm, lm_kwargs, signature, demos, inputs)
+        results = []
+        for text in await lm.acall(messages=messages, **kwargs):
+            with self._extraction(signature, text) as (extractor, done):
+                results.append(done(await self.extraction_adapter.acall(self.extraction_model, {}, extractor, [],
+                                                                        {"text": text})))
+        return results
+
+    @contextlib.contextmanager
+    def _extraction(self, signature: Any, completion: str) -> Iterator[tuple[Any, Callable[[Any], dict[str, Any]]]]:
+        """Around one extraction call (sync or async): yields the extraction signature and a function
+        that takes the extraction adapter's results and returns the fields; a reply the extraction
+        model gets wrong, or none, is an :class:`AdapterParseError` about ``completion``."""
+        def done(results: list[dict[str, Any]]) -> dict[str, Any]:
+            if not results:
+                raise AdapterParseError("Failed to parse response from the original completion: the extraction "
+                                        "model returned nothing.", adapter_name=self.name, signature=signature,
+                                        lm_response=completion, field=None, parsed_result={})
+            return results[0]
+
         try:
-            results = self.extraction_adapter(self.extraction_model, {}, extractor, [], {"text": completion})
+            yield self.extraction_signature(signature), done
         except AdapterParseError as exc:
+            if exc.adapter_name == self.name:
+                raise
             raise AdapterParseError(
                 "Failed to parse response from the original completion: the extraction model's reply did not "
                 "parse. Use a stronger extraction_model or simpler output types.",
                 adapter_name=self.name, signature=signature, lm_response=completion, field=exc.field,
                 parsed_result=exc.parsed_result) from exc
-        if not results:
-            raise AdapterParseError("Failed to parse response from the original completion: the extraction model "
-                                    "returned nothing.", adapter_name=self.name, signature=signature,
-                                    lm_response=completion, field=None, parsed_result={})
-        return results[0]
-
-    async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
-                    inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        messages = self.format(signature, demos, inputs)
-        outputs = await lm.acall(messages=messages, **self.lm_kwargs(lm, signature, dict(lm_kwargs)))
-        extractor = self.extraction_signature(signature)
-        results = []
-        for text in outputs:
-            try:
-                parsed = await self.extraction_adapter.acall(self.extraction_model, {}, extractor, [], {"text": text})
-            except AdapterParseError as exc:
-                raise AdapterParseError("Failed to parse response from the original completion: the extraction "
-                                        "model's reply did not parse.",
-                                        adapter_name=self.name, signature=signature, lm_response=text,
-                                        field=exc.field, parsed_result=exc.parsed_result) from exc
-            results.append(parsed[0])
-        return results

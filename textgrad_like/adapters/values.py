@@ -14,6 +14,7 @@ import pydantic
 from ..errors import TextgradLikeError
 from ..signatures.field import describe_constraints, field_constraints
 from ..signatures.types import literal_values, strip_optional, type_name
+from .types import PROMPT_CONTEXT
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -37,7 +38,7 @@ def format_value(value: Any) -> str:
     if hasattr(value, "value") and hasattr(value, "role_description"):  # nn.Variable
         return str(value.value)
     if isinstance(value, pydantic.BaseModel):
-        return value.model_dump_json()
+        return value.model_dump_json(context=PROMPT_CONTEXT)
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return "\n".join(f"[{i + 1}] {v}" for i, v in enumerate(value))
     try:
@@ -61,7 +62,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", context=PROMPT_CONTEXT)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
@@ -99,8 +100,10 @@ def type_hint(annotation: Any) -> str:
     annotation, optional = strip_optional(annotation)
     values = literal_values(annotation)
     describe = getattr(annotation, "description", None)
-    if isinstance(annotation, type) and callable(describe) and not isinstance(describe, property):
-        hint = str(describe())  # a special type (Code, ToolCalls) says how to write it
+    described = str(describe() or "") if isinstance(annotation, type) and callable(describe) \
+        and not isinstance(describe, property) else ""
+    if described:
+        hint = described  # a special type (Code, ToolCalls, a Type subclass) says how to write it
     elif values is not None:
         hint = "exactly one of: " + ", ".join(json.dumps(v) if not isinstance(v, str) else v for v in values)
     elif annotation is bool:

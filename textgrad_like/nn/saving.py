@@ -16,7 +16,8 @@
   ``client_secret``, ...: :func:`textgrad_like.lm.secrets.is_secret_key`) in a file are dropped, and so
   are endpoints (``api_base``, ``base_url``, ``model_list``) and local model paths unless the caller
   passes ``allow_unsafe_lm_state=True`` (DSPy's name); a URL's ``user:password@`` is dropped even then.
-  A custom LM class named in a file is never imported: that predictor keeps its LM.
+  A custom LM class named in a file is imported only with ``allow_unsafe_lm_state=True`` (as DSPy);
+  without it loading is refused unless the predictor already has an LM of that class (kept).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StateDictError
+from ..lm.base import LM_CLASS_STATE_KEY
 from ..lm.secrets import is_secret_key, strip_mapping
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ ENDPOINT_KEYS = frozenset({"api_base", "base_url", "model_list"})
 _DSPY_LM_KEYS = frozenset({"_dspy_lm_class", "finetuning_model", "launch_kwargs", "train_kwargs", "provider",
                            "engine", "prompt_cache"})
 # DSPy's key for the LM class in a saved LM state; absent means DSPy's (or our) plain ``LM``
-CLASS_KEY = "_dspy_lm_class"
+CLASS_KEY = LM_CLASS_STATE_KEY
 _OWN_LM_CLASSES = frozenset({"textgrad_like.lm.lm.LM", "textgrad_like.lm.local.LocalLM"})
 _BUILTIN_LM_CLASSES = frozenset({"dspy.clients.lm.LM", "dspy.LM", *_OWN_LM_CLASSES})
 # what a predictor keeps when its saved LM state is empty or cannot be used
@@ -257,11 +259,17 @@ def lm_from_state(current: Any, state: Any, where: str, allow_unsafe_lm_state: b
         return KEEP  # an adapted local LM: the LoRA parameter itself carries the weights
     class_path = state.get(CLASS_KEY)
     if class_path is not None and class_path not in _BUILTIN_LM_CLASSES:
-        if current is not None and _class_path(current) == class_path:
+        if current is not None and _class_path(current) == class_path and not allow_unsafe_lm_state:
             return KEEP  # the predictor already has an LM of this class
-        logger.warning("%s: the saved LM is a custom class %r; textgrad_like never imports classes from a saved "
-                       "file, so this predictor keeps its LM (set predictor.lm yourself).", where, class_path)
-        return KEEP
+        from ..lm.base import BaseLM
+
+        try:  # imports the class only with allow_unsafe_lm_state=True (DSPy's rule); a StateDictError otherwise
+            return BaseLM.load_state(strip_mapping(dict(state)), allow_custom_lm_class=allow_unsafe_lm_state)
+        except StateDictError as exc:
+            raise StateDictError(f"{where}: {exc}") from None
+        except Exception as exc:
+            raise StateDictError(f"{where}: cannot rebuild the saved LM of class {class_path!r} "
+                                 f"({type(exc).__name__}: {exc}).") from None
     clean = {k: v for k, v in state.items() if k not in _DSPY_LM_KEYS}
     secrets = sorted(k for k in clean if is_secret_key(k))
     if secrets:

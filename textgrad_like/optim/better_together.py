@@ -26,7 +26,7 @@ from ..errors import OptimizerError
 from ..nn.lora import reattach_loras
 from ._calls import evaluate_program
 from .finetune import BootstrapFinetune
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ class BetterTogether(Teleprompter):
                 raise OptimizerError(f"Optimizer {key!r} ({type(opt).__name__}) has no compile(...) method.")
         self.rng = random.Random(seed)
 
-    def compile(self, student: Any, trainset: list[Any] | None = None, teacher: Any = None, *,
+    def compile(self, student: ModuleT, trainset: list[Any] | None = None, teacher: Any = None, *,
                 valset: list[Any] | None = None, strategy: str = "p -> w -> p", valset_ratio: float = 0.1,
-                num_threads: int | None = None, **kwargs: Any) -> Any:
+                num_threads: int | None = None, **kwargs: Any) -> ModuleT:
         if kwargs:
             raise OptimizerError(f"BetterTogether.compile got unknown arguments {sorted(kwargs)}.")
         if not trainset:

@@ -23,7 +23,7 @@ from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
 from ._calls import attach_best, count_calls, demo_to_dict, progress, run_tasks
 from .labeled_fewshot import LabeledFewShot
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ class BootstrapFewShot(Teleprompter):
         self.error_count = 0
 
     # --- compile ---------------------------------------------------------------------------------
-    def compile(self, student: Any, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
-                num_threads: int | None = None, disable_progress: bool = False, **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
+                num_threads: int | None = None, disable_progress: bool = False, **kwargs: Any) -> ModuleT:
         if kwargs:
             raise OptimizerError(f"BootstrapFewShot.compile got unknown arguments {sorted(kwargs)}.")
         if not trainset:

@@ -42,7 +42,7 @@ from ..settings import settings
 from ._calls import attach_best, count_calls, evaluate_program, log_projection, progress, run_tasks
 from .proposer import format_examples
 from .screening import InstructionScreen
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ class COPRO(Teleprompter):
         return [r for r in results if r is not None and self._screen(r[0], current) is None]
 
     # --- compile ----------------------------------------------------------------------------------------
-    def compile(self, student: Any, *, trainset: list[Any], eval_kwargs: dict[str, Any] | None = None,
-                **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, *, trainset: list[Any], eval_kwargs: dict[str, Any] | None = None,
+                **kwargs: Any) -> ModuleT:
         if kwargs:
             raise OptimizerError(f"COPRO.compile got unknown arguments {sorted(kwargs)}.")
         if self.metric is None:

@@ -33,7 +33,7 @@ from ..primitives.metric import call_metric, read_metric
 from ..settings import settings
 from ._calls import progress
 from .bootstrap import check_same_structure
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +193,8 @@ class BootstrapFinetune(Teleprompter):
         self.disable_progress = False
 
     # --- compile ---------------------------------------------------------------------------------
-    def compile(self, student: Any, trainset: list[Any] | None = None, teacher: Any = None, *,
-                valset: list[Any] | None = None, disable_progress: bool = False, **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, trainset: list[Any] | None = None, teacher: Any = None, *,
+                valset: list[Any] | None = None, disable_progress: bool = False, **kwargs: Any) -> ModuleT:
         if kwargs:
             raise OptimizerError(f"BootstrapFinetune.compile got unknown arguments {sorted(kwargs)}.")
         if not trainset:

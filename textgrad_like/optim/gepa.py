@@ -47,7 +47,7 @@ from ..settings import settings
 from .checkpoint import maybe_checkpoint
 from .gepa_engine import NativeGEPAEngine, SearchState, auto_budget, instance_fronts, non_dominated
 from .screening import InstructionScreen
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +222,8 @@ class GEPA(Teleprompter):
         return int(self.max_metric_calls or 0)
 
     # --- compile ----------------------------------------------------------------------------------------
-    def compile(self, student: Any, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
-                **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
+                **kwargs: Any) -> ModuleT:
         if not trainset:
             raise OptimizerError("GEPA.compile needs a non-empty trainset.")
         if teacher is not None:

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 from ..errors import OptimizerError
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ class LabeledFewShot(Teleprompter):
             raise OptimizerError(f"LabeledFewShot(k=...) must be >= 0, got {k}.")
         self.k = k
 
-    def compile(self, student: Any, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
-                sample: bool = True, **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
+                sample: bool = True, **kwargs: Any) -> ModuleT:
         if kwargs:
             raise OptimizerError(f"LabeledFewShot.compile got unknown arguments {sorted(kwargs)}.")
         self.student = student.reset_copy()

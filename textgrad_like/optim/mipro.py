@@ -33,7 +33,7 @@ from ._calls import attach_best, count_calls, demo_to_dict, evaluate_program, lo
 from .checkpoint import maybe_checkpoint
 from .proposer import GroundedProposer
 from .random_search import build_candidate
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -170,13 +170,13 @@ class MIPROv2(Teleprompter):
         return self._trials_for(len(student.predictors()), zeroshot, n), valset, minibatch, n_instr, n
 
     # --- compile -------------------------------------------------------------------------------------
-    def compile(self, student: Any, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
+    def compile(self, student: ModuleT, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
                 num_trials: int | None = None, max_bootstrapped_demos: int | None = None,
                 max_labeled_demos: int | None = None, seed: int | None = None, minibatch: bool = True,
                 minibatch_size: int = 35, minibatch_full_eval_steps: int = 5, program_aware_proposer: bool = True,
                 data_aware_proposer: bool = True, view_data_batch_size: int = 10, tip_aware_proposer: bool = True,
                 fewshot_aware_proposer: bool = True, requires_permission_to_run: bool | None = None,
-                provide_traceback: bool | None = None, checkpoint_dir: str | None = None) -> Any:
+                provide_traceback: bool | None = None, checkpoint_dir: str | None = None) -> ModuleT:
         if requires_permission_to_run is True:
             raise OptimizerError("MIPROv2 never asks for confirmation; drop requires_permission_to_run.")
         if requires_permission_to_run is False:

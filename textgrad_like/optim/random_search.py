@@ -24,7 +24,7 @@ from ._calls import attach_best, count_calls, demo_to_dict, evaluate_program, pr
 from .bootstrap import BootstrapFewShot
 from .checkpoint import maybe_checkpoint
 from .labeled_fewshot import LabeledFewShot
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         return log_projection("BootstrapRS", {"bootstrapping (if every run passes)": boot,
                                               "evaluation": len(seeds) * len(valset) * per_run})
 
-    def compile(self, student: Any, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
+    def compile(self, student: ModuleT, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
                 restrict: Any = None, labeled_sample: bool = True, checkpoint_dir: str | None = None,
-                **kwargs: Any) -> Any:
+                **kwargs: Any) -> ModuleT:
         if kwargs:
             raise OptimizerError(f"BootstrapFewShotWithRandomSearch.compile got unknown arguments {sorted(kwargs)}.")
         if not trainset:

@@ -47,7 +47,7 @@ from ..settings import settings
 from ._calls import attempt, check_failures, is_recoverable, run_tasks
 from .feedback import predictor_names_of
 from .screening import InstructionScreen
-from .teleprompter import Teleprompter
+from .teleprompter import ModuleT, Teleprompter
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class SIMBA(Teleprompter):
         return changed
 
     # --- compile ----------------------------------------------------------------------------------------------
-    def compile(self, student: Any, *, trainset: list[Any], seed: int = 0, **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, *, trainset: list[Any], seed: int = 0, **kwargs: Any) -> ModuleT:
         if not trainset:
             raise OptimizerError("SIMBA.compile needs a non-empty trainset.")
         if len(trainset) < self.bsize:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..primitives import RunHistory
+
+if TYPE_CHECKING:
+    from ..nn import Module
+
+#: the program type ``compile`` takes and returns (an optimized copy of the student)
+ModuleT = TypeVar("ModuleT", bound="Module")
 
 
 class Teleprompter:
@@ -19,8 +25,8 @@ class Teleprompter:
         self.search_state: dict[str, Any] = {}
         self.history = RunHistory()
 
-    def compile(self, student: Any, *, trainset: list[Any], teacher: Any = None, valset: list[Any] | None = None,
-                **kwargs: Any) -> Any:
+    def compile(self, student: ModuleT, *, trainset: list[Any], teacher: Any = None,
+                valset: list[Any] | None = None, **kwargs: Any) -> ModuleT:
         raise NotImplementedError
 
     def get_params(self) -> dict[str, Any]:

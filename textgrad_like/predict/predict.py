@@ -40,6 +40,7 @@ class Predict(Module):
     """``Predict("question -> answer")(question="...")`` returns a :class:`Prediction`."""
 
     _is_predictor = True
+    adapter: Any = None  # an Adapter for this predictor only (not saved); a call's ``adapter=`` wins over it
 
     def __init__(self, signature: Any, callbacks: list[Any] | None = None, **config: Any) -> None:
         super().__init__(callbacks=callbacks)
@@ -71,8 +72,12 @@ class Predict(Module):
         self.instruction.value = sig.instructions
 
     def reset(self) -> None:
+        """Forget the LM, adapter and demos set on this predictor (and DSPy's ``traces``/``train`` lists)."""
         self.lm = None
+        self.adapter = None
         self.demos = []
+        self.traces: list[Any] = []
+        self.train: list[Any] = []
 
     def dump_state(self) -> dict[str, Any]:
         """DSPy's predictor state (``traces``/``train`` kept empty for DSPy's loader); fields carry their
@@ -174,16 +179,35 @@ class Predict(Module):
             else f"{type(self).__name__}[{self.stage}]"
 
     def forward(self, **kwargs: Any) -> Prediction:
+        adapter = self._pick_adapter(kwargs)
         signature, lm, config, demos, inputs, used = self._prepare(kwargs)
-        adapter = resolve_adapter(lm)
-        completions = adapter(lm, config, signature, demos, inputs)
+        adapter = adapter or resolve_adapter(lm)
+        with settings.context(adapter=adapter):
+            completions = adapter(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=inputs)
         return self._finish(signature, completions, inputs, used, lm)
 
     async def aforward(self, **kwargs: Any) -> Prediction:
+        adapter = self._pick_adapter(kwargs)
         signature, lm, config, demos, inputs, used = self._prepare(kwargs)
-        adapter = resolve_adapter(lm)
-        completions = await adapter.acall(lm, config, signature, demos, inputs)
+        adapter = adapter or resolve_adapter(lm)
+        with settings.context(adapter=adapter):
+            completions = await adapter.acall(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=inputs)
         return self._finish(signature, completions, inputs, used, lm)
+
+    def _pick_adapter(self, kwargs: dict[str, Any]) -> Any:
+        """The adapter of this call, taking ``adapter=`` out of ``kwargs`` (never an input): the call's
+        ``adapter=`` > this predictor's ``adapter`` > ``settings.adapter`` > the LM's default; an explicit
+        ``adapter=None`` skips the predictor's own (as DSPy)."""
+        if "adapter" in kwargs:
+            return kwargs.pop("adapter")
+        return self.adapter
+
+    def update_config(self, **kwargs: Any) -> None:
+        """Change the default LM arguments of this predictor (``temperature``, ``n``...)."""
+        self.config = {**self.config, **kwargs}
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature!r})"

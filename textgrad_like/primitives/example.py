@@ -34,16 +34,17 @@ class Example:
 
     # attribute and item access -------------------------------------------------------------
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__") and key.endswith("__"):
-            raise AttributeError(key)
+        if key.startswith("__") and key.endswith("__") or key in ("_store", "_input_keys"):
+            raise AttributeError(key)  # dunders, and the store itself while unpickling (before __init__)
         try:
             return self._store[key]
         except KeyError:
             raise AttributeError(f"{type(self).__name__} has no field {key!r}; fields: {list(self._store)}") from None
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if key in ("_store", "_input_keys"):
-            object.__setattr__(self, key, value)
+        if key in ("_store", "_input_keys") or (key.startswith("_") and any(
+                key in getattr(cls, "__slots__", ()) for cls in type(self).__mro__)):
+            object.__setattr__(self, key, value)  # a slot (unpickling sets them by name)
         else:
             self._store[key] = value
 

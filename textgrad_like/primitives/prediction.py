@@ -22,6 +22,13 @@ class Prediction(Example):
         object.__setattr__(self, "_lm_usage", None)
         object.__setattr__(self, "_graph", None)
 
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Pickled without the recorded graph: it holds the live program, and backward needs that one."""
+        slots = {name: getattr(self, name) for cls in type(self).__mro__
+                 for name in getattr(cls, "__slots__", ()) if hasattr(self, name)}
+        slots["_graph"] = None
+        return None, slots
+
     @classmethod
     def from_completions(cls, list_or_dict: Any, signature: Any = None) -> Prediction:
         completions = Completions(list_or_dict, signature=signature)

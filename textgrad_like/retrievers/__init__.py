@@ -12,7 +12,7 @@ from typing import Any
 
 from .bm25 import BM25Retriever, LocalRetriever, load_corpus
 from .colbertv2 import ColBERTv2, RetrievalError, RetrieverConnectionError, clear_request_cache, dotdict
-from .embeddings import EmbeddingsRetriever, HashingEmbedder, SentenceEmbedder, default_embedder
+from .embeddings import Embeddings, EmbeddingsRetriever, HashingEmbedder, SentenceEmbedder, default_embedder
 
 _LAZY = {"RetrieverServer", "make_server"}
 
@@ -29,6 +29,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BM25Retriever",
     "ColBERTv2",
+    "Embeddings",
     "EmbeddingsRetriever",
     "HashingEmbedder",
     "LocalRetriever",

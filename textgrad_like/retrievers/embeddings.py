@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ConfigurationError, ModelLoadError
 from .bm25 import CorpusLike, LocalRetriever, tokenize
 
-__all__ = ["EmbeddingsRetriever", "HashingEmbedder", "SentenceEmbedder", "default_embedder"]
+__all__ = ["Embeddings", "EmbeddingsRetriever", "HashingEmbedder", "SentenceEmbedder", "default_embedder"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,3 +262,40 @@ class EmbeddingsRetriever(LocalRetriever):
 
     def __repr__(self) -> str:
         return f"EmbeddingsRetriever(passages={len(self.texts)}, dim={self._matrix.shape[1]}, k={self.k})"
+
+
+class Embeddings(EmbeddingsRetriever):
+    """DSPy's ``dspy.retrievers.Embeddings``: the same search, called as ``search(query)``.
+
+    A call returns a :class:`~textgrad_like.primitives.prediction.Prediction` with ``passages``
+    (the texts, best first) and ``indices`` (their positions in ``corpus``), as DSPy's does.
+    ``callbacks`` and ``brute_force_threshold`` are accepted for DSPy's call shape; the search is
+    always exact (no FAISS index). ``cache=True`` is refused, as in DSPy.
+    """
+
+    def __init__(
+        self,
+        corpus: CorpusLike,
+        embedder: Embedder | None = None,
+        k: int = 5,
+        callbacks: list[Any] | None = None,
+        cache: bool = False,
+        brute_force_threshold: int = 20_000,
+        normalize: bool = True,
+    ) -> None:
+        if cache:
+            raise ConfigurationError("Embeddings retrievers do not cache; pass cache=False (the default)")
+        super().__init__(corpus, embedder=embedder, k=k, normalize=normalize)
+        self.callbacks = list(callbacks or [])
+
+    def forward(self, query: str, k: int | None = None) -> Any:
+        from ..primitives.prediction import Prediction
+
+        hits = super().__call__(query, k=k)
+        return Prediction(passages=[hit.text for hit in hits], indices=[hit.pid for hit in hits])
+
+    def __call__(self, query: str, k: int | None = None) -> Any:  # type: ignore[override]
+        return self.forward(query, k=k)
+
+    def search(self, query: str, k: int | None = None) -> list[str]:
+        return list(self.forward(query, k=k).passages)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 import typing
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -324,8 +325,9 @@ def _caller_names(depth: int = 3) -> dict[str, Any]:
             break
         mod = frame.f_globals.get("__name__", "")
         if not mod.startswith("textgrad_like"):
-            names.update({k: v for k, v in frame.f_globals.items() if isinstance(v, type)})
-            names.update({k: v for k, v in frame.f_locals.items() if isinstance(v, type)})
+            # classes, and modules for dotted names such as "dspy.Image"
+            names.update({k: v for k, v in frame.f_globals.items() if isinstance(v, (type, types.ModuleType))})
+            names.update({k: v for k, v in frame.f_locals.items() if isinstance(v, (type, types.ModuleType))})
             break
         frame = frame.f_back
     return names

@@ -1,6 +1,7 @@
 """``DummyLM``: a scripted LM for tests and demos, with DSPy's constructor forms.
 
-- ``DummyLM([{"answer": "4"}, {"answer": "5"}])`` returns the answers in order.
+- ``DummyLM([{"answer": "4"}, {"answer": "5"}])`` returns the answers in order, then (as DSPy's)
+  ``{"answer": "No more responses"}`` with a logged warning.
 - ``DummyLM({"2+2": {"answer": "4"}})`` returns the answer whose key is a substring of the last message.
 - ``DummyLM([...], follow_examples=True)`` copies a demo's outputs when the current inputs match a demo.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import threading
 from typing import Any
@@ -19,6 +21,9 @@ from ..adapters import ChatAdapter, JSONAdapter
 from ..errors import ConfigurationError
 from ..lm.base import BaseLM, LMResponse
 from ..settings import settings
+
+logger = logging.getLogger(__name__)
+_EXHAUSTED = {"answer": "No more responses"}
 
 
 class DummyLM(BaseLM):
@@ -61,8 +66,9 @@ class DummyLM(BaseLM):
             return {"__missing__": f"No scripted answer matches the last message: {last[:200]!r}"}
         with self._lock:
             answer = next(self._iter, None)  # type: ignore[arg-type]
-        if answer is None:
-            return {"__missing__": "DummyLM ran out of scripted answers."}
+        if answer is None:  # as DSPy's DummyLM: an "answer" of "No more responses" once the list is used up
+            logger.warning("DummyLM ran out of scripted answers; replying {'answer': 'No more responses'}.")
+            return dict(_EXHAUSTED)
         return answer
 
     def _generate(self, messages: list[dict[str, Any]], **kwargs: Any) -> LMResponse:
