@@ -1247,6 +1247,55 @@ assert pred.get_lm_usage()["lite/mock"]["total_tokens"] == 4
 print("PASS")
 ''')
 
+program("untyped_class_fields_and_float")('''
+from typing import Literal
+
+LABELS = ("sports", "politics", "science")
+
+class Topic(dspy.Signature):
+    """Pick the topic of the headline."""
+    headline = dspy.InputField()
+    topic: Literal[LABELS] = dspy.OutputField()
+
+def answer(fields, text):
+    if "topic" in fields:
+        return {"topic": "science"}
+    return {"reasoning": "3 * 2.5", "answer": "7.5"}
+
+dspy.configure(lm=ScriptedLM(answer))
+assert dspy.Predict(Topic)(headline="New comet found").topic == "science"
+assert dspy.ChainOfThought("question -> answer: float")(question="3 * 2.5?").answer == 7.5
+print("PASS")
+''')
+
+program("streamify_status_messages")('''
+import asyncio
+
+class Provider(dspy.streaming.StatusMessageProvider):
+    def module_start_status_message(self, instance, inputs):
+        return f"starting {type(instance).__name__}"
+
+class Pipeline(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.qa = dspy.ChainOfThought("question -> answer")
+
+    def forward(self, question):
+        return self.qa(question=question)
+
+dspy.configure(lm=ScriptedLM(capital_answer))
+streaming = dspy.streamify(Pipeline(), status_message_provider=Provider())
+
+async def collect():
+    return [chunk async for chunk in streaming(question="What is the capital of Japan?")]
+
+chunks = asyncio.run(collect())
+statuses = [c.message for c in chunks if isinstance(c, dspy.streaming.StatusMessage)]
+assert any(s.startswith("starting") for s in statuses), chunks
+assert chunks[-1].answer == "Tokyo"
+print("PASS")
+''')
+
 # --------------------------------------------------------------------------------------------
 # Runner
 # --------------------------------------------------------------------------------------------

@@ -188,10 +188,10 @@ def test_callbacks_see_tool_calls_and_failures() -> None:
     tool(query="q", k=1)
     with pytest.raises(ToolError):
         tool(query="q", k="x")
-    assert recorder.events == [
-        ("start", ("search", {"query": "q", "k": 1})),
+    assert recorder.events == [  # DSPy's shape: the bound arguments of Tool.__call__(**kwargs)
+        ("start", ("search", {"kwargs": {"query": "q", "k": 1}})),
         ("end", (["q:0:fast"], None)),
-        ("start", ("search", {"query": "q", "k": "x"})),
+        ("start", ("search", {"kwargs": {"query": "q", "k": "x"}})),
         ("end", (None, "ToolError")),
     ]
 

@@ -14,6 +14,7 @@ from .adapters import TwoStepAdapter as TwoStepAdapter
 from .adapters.types import History as History
 from .adapters.types import Image as Image
 from .adapters.types import ToolCalls as ToolCalls
+from .adapters.types import Type as Type
 from .autograd import FeedbackLoss as FeedbackLoss
 from .autograd import LMJudgeLoss as LMJudgeLoss
 from .autograd import MetricLoss as MetricLoss

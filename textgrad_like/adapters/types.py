@@ -171,10 +171,9 @@ def _code_for(language: str) -> type[Code]:
 
 def _strip_code_fence(text: str) -> str:
     """The code of a reply: the first fenced block when there is one (text around it is dropped), else
-    the whole text."""
-    stripped = text.strip()
-    match = re.search(r"```[^\n`]*\n(.*?)\n?```", stripped, re.S)
-    return match.group(1).strip("\n") if match else stripped
+    the text unchanged."""
+    match = re.search(r"```[^\n`]*\n(.*?)\n?```", text, re.S)
+    return match.group(1).strip("\n") if match else text
 
 
 def _normalise_call(call: Any) -> Any:

@@ -115,12 +115,12 @@ class Predict(Module):
         return self
 
     # --- the call ---------------------------------------------------------------------------------------
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:
             raise InputError(positional_args_message(self.signature, type(self).__name__))
         return super().__call__(**kwargs)
 
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+    async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:
             raise InputError(positional_args_message(self.signature, type(self).__name__))
         return await super().acall(**kwargs)
@@ -158,7 +158,7 @@ class Predict(Module):
         return signature, lm, config, demos, inputs, used
 
     def _finish(self, signature: Any, completions: list[dict[str, Any]], inputs: dict[str, Any],
-                used: list[Parameter], lm: Any) -> Prediction:
+                used: list[Parameter]) -> Prediction:
         pred = Prediction.from_completions(completions, signature=signature)
         graph = current_graph()
         if graph is not None:
@@ -184,7 +184,7 @@ class Predict(Module):
         adapter = adapter or resolve_adapter(lm)
         with settings.context(adapter=adapter):
             completions = adapter(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=inputs)
-        return self._finish(signature, completions, inputs, used, lm)
+        return self._finish(signature, completions, inputs, used)
 
     async def aforward(self, **kwargs: Any) -> Prediction:
         adapter = self._pick_adapter(kwargs)
@@ -192,7 +192,7 @@ class Predict(Module):
         adapter = adapter or resolve_adapter(lm)
         with settings.context(adapter=adapter):
             completions = await adapter.acall(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=inputs)
-        return self._finish(signature, completions, inputs, used, lm)
+        return self._finish(signature, completions, inputs, used)
 
     def _pick_adapter(self, kwargs: dict[str, Any]) -> Any:
         """The adapter of this call, taking ``adapter=`` out of ``kwargs`` (never an input): the call's
