@@ -81,3 +81,30 @@ def test_module_with_checked_forward_cloudpickles_by_value() -> None:
 
     copy = cloudpickle.loads(cloudpickle.dumps(Local()))
     assert type(copy).__name__ == "Local" and copy.respond.signature.output_fields.keys() == {"answer"}
+
+
+def test_program_saved_by_us_loads_in_real_dspy(tmp_path) -> None:
+    """DSPy's load() looks up every key of metadata.dependency_versions in its own table (KeyError otherwise)."""
+    import json
+    import subprocess
+
+    import textgrad_like as dspy
+
+    if not programs.DEFAULT_BASELINE_PYTHON.exists():
+        pytest.skip("needs the real DSPy (/work/dspy-venv)")
+    qa = dspy.ChainOfThought("question -> answer")
+    qa.predictors()[0].demos = [dspy.Example(question="Capital of Peru?", reasoning="recall", answer="Lima")]
+    path = tmp_path / "ours.json"
+    qa.save(str(path))
+    assert set(json.loads(path.read_text())["metadata"]["dependency_versions"]) <= {"python", "dspy", "cloudpickle"}
+    script = (
+        "import dspy\n"
+        "qa = dspy.ChainOfThought('question -> answer')\n"
+        f"qa.load({str(path)!r})\n"
+        "demo = qa.predict.demos[0]\n"
+        "assert demo['answer'] == 'Lima' and demo['reasoning'] == 'recall', demo\n"
+        "print('LOADED')\n"
+    )
+    done = subprocess.run([str(programs.DEFAULT_BASELINE_PYTHON), "-c", script], capture_output=True, text=True,
+                          timeout=180, cwd=tmp_path)
+    assert done.returncode == 0 and "LOADED" in done.stdout, done.stderr[-2000:]

@@ -407,11 +407,8 @@ class Module:
         if not isinstance(state, Mapping):
             raise StateDictError(f"load_state_dict needs a dict, got {type(state).__name__}.")
         own = dict(self.named_parameters()) if params is None else params
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        if strict and (missing or unexpected):
-            raise saving.mismatch_error("The state dict", missing, unexpected,
-                                        "Pass strict=False to load the keys that match.")
+        if strict:
+            _check_keys("The state dict", own, state, "Pass strict=False to load the keys that match.")
         prepared = []
         for name, value in state.items():
             if name not in own:
@@ -441,11 +438,9 @@ class Module:
         program and return a function that installs it; nothing changes until that function runs."""
         states = saving.predictor_states(state, getattr(self, "_is_predictor", False))
         predictors = dict(self.named_predictors())
-        missing = [k for k in predictors if k not in states]
-        unexpected = [k for k in states if k not in predictors]
-        if strict and (missing or unexpected):
-            raise saving.mismatch_error("The saved state", missing, unexpected,
-                                        "It was saved from another program (predictor names differ).")
+        if strict:
+            _check_keys("The saved state", predictors, states,
+                        "It was saved from another program (predictor names differ).")
         steps = []
         for name, predictor in predictors.items():  # a predictor (Predict) overrides this method itself
             if name in states:
@@ -484,7 +479,7 @@ class Module:
         if extra:
             data["state_dict"] = extra
         data["metadata"] = {"format": STATE_FORMAT, "dependency_versions": saving.dependency_versions(),
-                            "class": type(self).__qualname__}
+                            "versions": saving.library_versions(), "class": type(self).__qualname__}
         saving.write_state_file(path, data)
 
     def _parameters_outside_predictors(self) -> dict[str, Parameter]:
@@ -513,7 +508,8 @@ class Module:
             for mod in registered:
                 cloudpickle.unregister_pickle_by_value(mod)
         with open(os.path.join(path, "metadata.json"), "w", encoding="utf-8") as f:
-            json.dump({"format": STATE_FORMAT, "dependency_versions": saving.dependency_versions()}, f, indent=2)
+            json.dump({"format": STATE_FORMAT, "dependency_versions": saving.dependency_versions(),
+                       "versions": saving.library_versions()}, f, indent=2)
 
     def load(self, path: str | os.PathLike[str], allow_pickle: bool = False, allow_unsafe_lm_state: bool = False,
              strict: bool = True) -> Module:
@@ -647,15 +643,17 @@ class _ModuleCall:
         self._graph: Graph | None = None
 
     def __enter__(self) -> _ModuleCall:
-        module, stack = self.module, self._stack
-        callers = settings.get("caller_modules") or []
-        stack.enter_context(settings.context(caller_modules=[*callers, module]))
-        if settings.get("track_usage") and settings.get("usage_tracker") is None:
-            self._tracker = stack.enter_context(track_usage())
-        if module._needs_graph():
-            self._graph = Graph(root=module)
-            stack.enter_context(_forward_scope(self._graph))
-        stack.callback(_RUNNING.reset, _RUNNING.set(module))
+        module = self.module
+        with contextlib.ExitStack() as stack:  # undone at once if a step fails here
+            callers = settings.get("caller_modules") or []
+            stack.enter_context(settings.context(caller_modules=[*callers, module]))
+            if settings.get("track_usage") and settings.get("usage_tracker") is None:
+                self._tracker = stack.enter_context(track_usage())
+            if module._needs_graph():
+                self._graph = Graph(root=module)
+                stack.enter_context(_forward_scope(self._graph))
+            stack.callback(_RUNNING.reset, _RUNNING.set(module))
+            self._stack = stack.pop_all()
         return self
 
     def done(self, result: Any) -> Any:
@@ -685,6 +683,14 @@ class IncompatibleKeys(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+
+
+def _check_keys(what: str, expected: Mapping[str, Any], given: Mapping[str, Any], hint: str) -> None:
+    """Raise the mismatch :class:`StateDictError` when ``given`` lacks a key of ``expected`` or has others."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        raise saving.mismatch_error(what, missing, unexpected, hint)
 
 
 def _path_parts(path: str) -> list[str]:

@@ -67,16 +67,30 @@ def serialize_object(value: Any) -> Any:
 
 
 # --- files --------------------------------------------------------------------------------------------
-def dependency_versions() -> dict[str, str]:
-    """Versions recorded in every save (DSPy's ``metadata.dependency_versions`` key)."""
+def _version(pkg: str) -> str:
     from importlib import metadata
 
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def dependency_versions() -> dict[str, str]:
+    """DSPy's ``metadata.dependency_versions``: only keys DSPy knows, as DSPy writes them.
+
+    DSPy's ``load()`` looks every key of this dict up in its own table (a ``KeyError`` for any
+    other key), so our own versions go under ``metadata.versions`` (:func:`library_versions`).
+    """
+    cloudpickle = _version("cloudpickle")
+    return {"python": ".".join(platform.python_version_tuple()[:2]),
+            "cloudpickle": ".".join(cloudpickle.split(".")[:2])}
+
+
+def library_versions() -> dict[str, str]:
+    """Full versions of Python and the libraries a saved program depends on (``metadata.versions``)."""
     out = {"python": platform.python_version()}
-    for pkg in ("textgrad_like", "pydantic", "litellm", "cloudpickle"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
+    out.update({pkg: _version(pkg) for pkg in ("textgrad_like", "pydantic", "litellm", "cloudpickle")})
     return out
 
 
