@@ -30,6 +30,8 @@ const decoder = new TextDecoder();
 // ---------------------------------------------------------------------------
 let pending = new Uint8Array(0);
 const chunk = new Uint8Array(1 << 16);
+// The runner's own reader; sandboxed code loses every route to stdin below (it is the host channel).
+const stdinReadSync = Deno.stdin.readSync.bind(Deno.stdin);
 
 function readLineSync() {
   for (;;) {
@@ -39,7 +41,7 @@ function readLineSync() {
       pending = pending.slice(nl + 1);
       return line;
     }
-    const n = Deno.stdin.readSync(chunk);
+    const n = stdinReadSync(chunk);
     if (n === null || n === 0) {
       return null; // host closed stdin
     }
@@ -242,6 +244,15 @@ function refuseWorker() {
 for (const name of ["Worker", "SharedWorker"]) {
   Object.defineProperty(globalThis, name, { value: refuseWorker, writable: false, configurable: false });
 }
+// stdin carries the host's requests: sandboxed code may not read it, synchronously or not (a
+// pending async read would swallow the next request).
+function refuseStdin() {
+  throw new Deno.errors.NotCapable("stdin is the sandbox's host channel and cannot be read");
+}
+for (const name of ["read", "readSync", "setRaw"]) {
+  Object.defineProperty(Deno.stdin, name, { value: refuseStdin, writable: false, configurable: false });
+}
+Object.defineProperty(Deno.stdin, "readable", { get: refuseStdin, configurable: false });
 if (globalThis.process && typeof globalThis.process.getBuiltinModule === "function") {
   Object.defineProperty(globalThis.process, "getBuiltinModule", {
     value: nodeModule,
