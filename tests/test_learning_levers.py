@@ -15,9 +15,8 @@ from textgrad_like.lm import LM
 from textgrad_like.primitives import Example
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_finetune import DATA, SwapLM, exact, oracle, trainset  # noqa: E402
-from test_finetune import Classify, TwoStep, _with_lm  # noqa: E402
 from test_constrained import build_tiny_model_dir  # noqa: E402
+from test_finetune import DATA, Classify, SwapLM, TwoStep, _with_lm, exact, oracle, trainset  # noqa: E402  # noqa: E402
 
 
 @pytest.fixture(scope="module")
