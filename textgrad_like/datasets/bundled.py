@@ -266,12 +266,14 @@ _GENERATORS: dict[str, Callable[[], list[dict[str, str]]]] = {
 }
 
 
-def write_bundled_files(folder: str | Path = DATA_DIR) -> list[Path]:
-    """(Re)write the shipped JSON Lines files from the generators; returns the paths written."""
+def write_bundled_files(folder: str | Path = DATA_DIR,
+                        generators: dict[str, Callable[[], list[dict[str, str]]]] | None = None) -> list[Path]:
+    """(Re)write the shipped JSON Lines files from ``generators`` (default: this module's tasks); returns the
+    paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, generate in _GENERATORS.items():
+    for name, generate in (generators if generators is not None else _GENERATORS).items():
         path = folder / f"{name}.jsonl"
         with path.open("w", encoding="utf-8") as fh:
             for row in generate():

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .bundled import DATA_DIR, BundledTask, _task_from_rows, label_match, register_bundled
+from .bundled import DATA_DIR, BundledTask, _task_from_rows, label_match, register_bundled, write_bundled_files
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +115,7 @@ _GENERATORS: dict[str, Callable[[], list[dict[str, str]]]] = {
 
 def write_tabular_files(folder: str | Path = DATA_DIR) -> list[Path]:
     """(Re)write the shipped JSON Lines files of these tasks (needs scikit-learn); returns the paths."""
-    folder = Path(folder)
-    written = []
-    for name, generate in _GENERATORS.items():
-        path = folder / f"{name}.jsonl"
-        with path.open("w", encoding="utf-8") as fh:
-            for row in generate():
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        logger.info("wrote %s", path)
-        written.append(path)
-    return written
+    return write_bundled_files(folder, _GENERATORS)
 
 
 def _rows(name: str) -> list[dict[str, Any]]:
