@@ -20,23 +20,15 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from typing import Any, Literal
+from typing import Any
+
+from train_tgd import IntentClassifier  # the same program as the TGD example (examples/ is on sys.path)
 
 import textgrad_like as tl
 from textgrad_like.autograd import MetricLoss, SFTLoss
 from textgrad_like.datasets import load_bundled
 from textgrad_like.nn.lora import LoRA
 from textgrad_like.optim import TextualGradientDescent
-
-
-class IntentClassifier(tl.Module):
-    def __init__(self, labels: list[str]) -> None:
-        super().__init__()
-        sig = tl.Signature("text -> label", "Answer.").with_updated_fields("label", type_=Literal[tuple(labels)])
-        self.classify = tl.Predict(sig)
-
-    def forward(self, text: str) -> tl.Prediction:
-        return self.classify(text=text)
 
 
 def train(lm: Any, epochs: int = 2, train_size: int = 4, batch_size: int = 2, val_size: int = 8,
