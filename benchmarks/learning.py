@@ -168,26 +168,29 @@ def main() -> int:
                     program = optimize(name, task, train, dev, seed, args)
                 paid = calls.calls
                 outcome = evaluate_program(program, test, task.metric, num_threads=args.threads)
-                row = results.setdefault(name, {"score": [], "calls": [], "seconds": []})
+                row = results.setdefault(name, {"score": [], "calls": [], "seconds": [], "collapsed": []})
                 row["score"].append(outcome.score)
                 row["calls"].append(paid)
                 row["seconds"].append(time.time() - t0)
                 counts = label_counts(outcome.predictions, field)
                 top, top_n = counts.most_common(1)[0]
                 collapsed = top_n >= 0.9 * len(test)
+                row["collapsed"].append(collapsed)
                 print(f"  {task_name} seed {seed} {name:>15}: test {outcome.score:5.1f}  LM calls {paid:5d}  "
                       f"{time.time() - t0:6.0f}s" + (f"  COLLAPSED: {top!r} for {top_n}/{len(test)}" if collapsed
                                                      else ""), flush=True)
         zero = mean_se(results["zero_shot"]["score"]) if "zero_shot" in results else None
         print(f"\n{task_name} (test {len(test)}):")
-        print(f"  {'optimizer':>15}  {'test %':>13}  {'LM calls':>9}  {'seconds':>8}  beats zero-shot by > 1 SE")
+        print(f"  {'optimizer':>15}  {'test %':>13}  {'LM calls':>9}  {'seconds':>8}  collapsed  "
+              "beats zero-shot by > 1 SE (a collapsed run only measures one label's share)")
         for name, row in results.items():
             mean, se = mean_se(row["score"])
             verdict = ""
             if zero is not None and name != "zero_shot":
                 verdict = "yes" if mean - zero[0] > max(se, zero[1]) else "no"
+            collapsed = f"{sum(row['collapsed'])}/{len(row['collapsed'])}"
             print(f"  {name:>15}  {mean:6.1f} ± {se:4.1f}  {statistics.fmean(row['calls']):9.0f}  "
-                  f"{statistics.fmean(row['seconds']):8.0f}  {verdict}")
+                  f"{statistics.fmean(row['seconds']):8.0f}  {collapsed:>9}  {verdict}")
             points.setdefault(name, []).append((statistics.fmean(row["calls"]), mean))
     print(f"\ntotal time {time.time() - started:.0f}s")
     try:
