@@ -27,3 +27,22 @@ def embedded_lm():
     from textgrad_like.lm import LM
 
     return LM("local/embedded", temperature=0.0, max_tokens=64)
+
+
+@pytest.fixture()
+def exporter():
+    """An in-memory OpenTelemetry exporter with textgrad_like's tracing on for the test."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from textgrad_like.tracing import disable_tracing, enable_tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    enable_tracing(tracer_provider=provider)
+    yield exporter
+    disable_tracing()
+    provider.shutdown()

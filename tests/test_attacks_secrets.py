@@ -67,24 +67,6 @@ def span_text(exporter: Any) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture()
-def exporter():
-    pytest.importorskip("opentelemetry.sdk")
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from textgrad_like.tracing import disable_tracing, enable_tracing
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    enable_tracing(tracer_provider=provider)
-    yield exporter
-    disable_tracing()
-    provider.shutdown()
-
-
 # --- the redaction module -------------------------------------------------------------------------------------------
 
 def test_every_litellm_credential_name_is_a_secret_and_counts_are_not():

@@ -20,17 +20,6 @@ from textgrad_like.tracing import TracingCallback, active_tracing, disable_traci
 from textgrad_like.utils import DummyLM  # noqa: E402
 
 
-@pytest.fixture()
-def exporter():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    enable_tracing(tracer_provider=provider)
-    yield exporter
-    disable_tracing()
-    provider.shutdown()
-
-
 def _by_name(spans, name):
     return [s for s in spans if s.name == name]
 
