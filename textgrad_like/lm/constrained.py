@@ -277,6 +277,22 @@ def cap_schema(schema: dict[str, Any], max_string_length: int = DEFAULT_MAX_STRI
     return capped
 
 
+def _tokenizer_info(xgr: Any, tokenizer: Any, vocab_size: int, stop_token_ids: list[int]) -> Any:
+    """xgrammar's view of the vocabulary: from a transformers tokenizer, or from the ``tokenizers``
+    JSON and vocabulary of a :class:`~textgrad_like.lm.text_tokenizer.TextTokenizer` (the same
+    detection xgrammar applies to a transformers fast tokenizer, without importing transformers)."""
+    backend_json = getattr(tokenizer, "backend_json", None)
+    if backend_json is None:
+        return xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids)
+    encoded = [""] * vocab_size
+    for token, index in tokenizer.get_vocab().items():
+        if index < vocab_size:
+            encoded[index] = token
+    metadata = xgr.TokenizerInfo._detect_metadata_from_hf(backend_json())
+    return xgr.TokenizerInfo(encoded, metadata["vocab_type"], vocab_size=vocab_size, stop_token_ids=stop_token_ids,
+                             add_prefix_space=metadata["add_prefix_space"])
+
+
 # ---------------------------------------------------------------------------------------------------
 # Compiler: one per tokenizer, shared by every request to that model
 # ---------------------------------------------------------------------------------------------------
@@ -306,8 +322,7 @@ class ConstraintCompiler:
                     import xgrammar as xgr
                 except ImportError:
                     raise ConfigurationError(f"JSON-schema and regex constraints need xgrammar. {_XGRAMMAR_HINT}")
-                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size,
-                                                          stop_token_ids=self.stop_token_ids)
+                info = _tokenizer_info(xgr, self.tokenizer, self.vocab_size, self.stop_token_ids)
                 self._compiler = xgr.GrammarCompiler(info, max_threads=2)
             return self._compiler
 

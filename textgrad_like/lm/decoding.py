@@ -130,10 +130,8 @@ class DecodeEngine:
 
     def __init__(self, loaded: Any, stop_token_ids: list[int], pad_token_id: int,
                  prefix_cache: PrefixCache | None = None, max_prefill_tokens: int = DEFAULT_MAX_PREFILL_TOKENS) -> None:
-        import inspect
-
         self.loaded = loaded
-        self.model = loaded.model
+        self.decoder = loaded.decoder
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device
         self.stop_token_ids = list(stop_token_ids)
@@ -143,9 +141,7 @@ class DecodeEngine:
         self.lanes: dict[str | None, _Lane] = {}
         #: running totals: prefill and decode seconds, prompt tokens prefilled, decode steps
         self.stats = {"prefill_s": 0.0, "prefill_tokens": 0, "decode_s": 0.0, "decode_steps": 0}
-        # transformers 5 names the KV cache argument ``cache``; 4.x calls it ``past_key_values``.
-        params = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._cache_arg: str | None = None
 
     def active(self) -> int:
         return sum(len(lane.rows) for lane in self.lanes.values())
@@ -154,13 +150,36 @@ class DecodeEngine:
         self.lanes.clear()
 
     # -- forward passes -----------------------------------------------------------------------------
+    def _compact(self, adapter: str | None) -> bool:
+        """Base-model rows run on the compact decoder when there is one; adapter rows on transformers."""
+        return adapter is None and self.decoder is not None
+
     def _forward(self, adapter: str | None, **inputs: Any) -> Any:
+        if self._compact(adapter):
+            with self.loaded.lock:
+                self.loaded.use_adapter(None)
+                return self.decoder(use_cache=True, **inputs)
+        model = self.loaded.model
+        if self._cache_arg is None:
+            import inspect
+
+            # transformers 5 names the KV cache argument ``cache``; 4.x calls it ``past_key_values``.
+            self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         cache = inputs.pop("cache", None)
         if cache is not None:
             inputs[self._cache_arg] = cache
         with self.loaded.lock:
             self.loaded.use_adapter(adapter)
-            return self.model(use_cache=True, **inputs)
+            return model(use_cache=True, **inputs)
+
+    def _new_cache(self, adapter: str | None, layers: list[tuple[Any, Any]]) -> Any:
+        if self._compact(adapter):
+            from .compact_llama import KVCache
+
+            return KVCache.from_layers(layers)
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=layers)
 
     def _plan_prefixes(self, rows: list[GenerationRow], torch: Any) -> list[tuple[int, Any]]:
         """For each row: how many leading prompt tokens come from the prefix cache, and their KV
@@ -194,8 +213,6 @@ class DecodeEngine:
         Columns: ``[reused prefix, left-padded to K][prompt rest, left-padded to S]``; the attention
         mask hides the padding, position ids continue each row's own prefix. Returns the batch's KV
         cache, its attention mask and the logits of each row's next token."""
-        from transformers import DynamicCache
-
         width_past = max(shared for shared, _ in plan)
         rests = [row.prompt_ids[shared:] for row, (shared, _) in zip(rows, plan, strict=True)]
         width_rest = max(len(rest) for rest in rests)
@@ -220,7 +237,7 @@ class DecodeEngine:
                         keys[i, :, width_past - shared:] = found[index][0][0, :, :shared]
                         values[i, :, width_past - shared:] = found[index][1][0, :, :shared]
                 layers.append((keys.to(self.device), values.to(self.device)))
-            past = DynamicCache(ddp_cache_data=layers)
+            past = self._new_cache(rows[0].adapter, layers)
         mask = mask.to(self.device)
         out = self._forward(rows[0].adapter, input_ids=ids.to(self.device), attention_mask=mask,
                             position_ids=positions.to(self.device), cache=past, logits_to_keep=1)

@@ -31,7 +31,7 @@ import platform
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError, ModelLoadError
@@ -39,7 +39,7 @@ from .embedded import EMBEDDED_NAME, find_embedded_gguf
 
 logger = logging.getLogger(__name__)
 
-NUMERIC_MODES = ("float32", "bfloat16", "int8")
+NUMERIC_MODES = ("float32", "bfloat16", "bfloat16+int8", "int8")
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 _ENTRY_FORMAT = "textgrad_like.converted_weights/1"
@@ -49,6 +49,7 @@ MEASURE_MAX_PARAMETERS = 1_500_000_000  # above this, measuring means copying to
 MEASURE_MIN_PARAMETERS = 50_000_000  # below this, timings are noise and float32 costs nothing
 AUTO_MODES = ("float32", "bfloat16")  # int8 is explicit only: its per-batch activation scale makes a row's
 # tokens depend on the other rows of its batch
+COMPACT_AUTO_MODES = ("float32", "bfloat16", "bfloat16+int8")  # int8 *weights* (no activation scale): row-independent
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,13 +128,16 @@ def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
         return "auto"
     if dtype in ("int8", "qint8"):
         return "int8"
+    if dtype == "bfloat16+int8":
+        return "bfloat16+int8"
     if isinstance(dtype, torch.dtype):
         return str(dtype).replace("torch.", "")
     name = str(dtype).replace("torch.", "")
     if name in ("float32", "bfloat16", "float16"):
         return name
-    raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16' or "
-                             "'int8' (dynamic int8 quantisation of the linear layers, CPU only).")
+    raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16', "
+                             "'bfloat16+int8' (int8 weights for narrow decode steps, CPU only) or 'int8' (dynamic "
+                             "int8 quantisation of the linear layers, CPU only).")
 
 
 def apply_mode(model: Any, mode: str) -> Any:
@@ -143,7 +147,12 @@ def apply_mode(model: Any, mode: str) -> Any:
     if mode == "int8":
         with _quiet_warnings():
             return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return model.to(getattr(torch, mode))
+    return model.to(getattr(torch, transformers_dtype(mode)))
+
+
+def transformers_dtype(mode: str) -> str:
+    """The dtype the transformers model (LoRA, training) runs in for a numeric ``mode``."""
+    return "bfloat16" if mode == "bfloat16+int8" else mode
 
 
 @contextlib.contextmanager
@@ -155,54 +164,67 @@ def _quiet_warnings() -> Any:
         yield
 
 
-def _step_seconds(model: Any, torch: Any, batch: int = 8, context: int = 48, steps: int = 3) -> tuple[float, Any]:
-    """Seconds per decode step (``batch`` rows, ``context`` cached tokens) and the greedy next
-    tokens of a fixed prompt (for the agreement check)."""
-    vocab = int(getattr(model.config, "vocab_size", 1000))
+def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), context: int = 32,
+                  steps: int = 8) -> tuple[list[float], Any]:
+    """Seconds per decode step (the best step at each width of ``batches`` rows) and the greedy next tokens of every decode step of a fixed random
+    prompt, fed its own continuation (teacher forcing), for the agreement check: the tokens come
+    from the same kernels decoding uses. ``model`` is a transformers model or a CompactLlama."""
+    vocab = int(getattr(model, "vocab_size", 0) or getattr(model.config, "vocab_size", 1000))
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(min(100, vocab - 1), vocab, (batch, context), generator=generator)
+    ids = torch.randint(min(100, vocab - 1), vocab, (max(batches), context + steps), generator=generator)
     import inspect
 
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    forward = getattr(model, "forward", model)
+    cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+    seconds: list[float] = []
+    greedy = []
     with torch.inference_mode():
-        out = model(input_ids=ids, use_cache=True)
-        greedy = out.logits.float().argmax(-1)
-        step = ids[:, -1:]
-        best = float("inf")
-        for _ in range(steps):
-            cache = getattr(out, "cache", None) or out.past_key_values
-            started = time.perf_counter()
-            out = model(input_ids=step, use_cache=True, **{cache_arg: cache})
-            best = min(best, time.perf_counter() - started)
-    return best, greedy
+        for batch in batches:
+            out = model(input_ids=ids[:batch, :context], use_cache=True)
+            best = float("inf")
+            for i in range(steps):
+                cache = getattr(out, "cache", None) or out.past_key_values
+                started = time.perf_counter()
+                out = model(input_ids=ids[:batch, context + i:context + i + 1], use_cache=True, **{cache_arg: cache})
+                best = min(best, time.perf_counter() - started)
+                greedy.append(out.logits[:, -1].float().argmax(-1))
+            seconds.append(best)
+    return seconds, torch.cat(greedy)
 
 
 def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreement: float = 0.9,
-                    min_gain: float = 1.2) -> tuple[str, dict[str, Any]]:
+                    min_gain: float = 1.2, convert: Any = None) -> tuple[str, dict[str, Any]]:
     """Measure ``modes`` on a float32 CPU ``model`` (unchanged); returns the chosen mode and the figures.
 
     A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
-    positions of a fixed random prompt (so that constrained outputs stay what float32 would write)
-    and be ``min_gain`` times faster than the best mode so far to replace it.
+    decode steps of a fixed random prompt (so that constrained outputs stay what float32 would
+    write). It replaces the best mode so far when it is ``min_gain`` times faster at one of the
+    measured widths (1 row, 8 rows) and not more than 5% slower at the other. ``convert(model,
+    mode)`` builds the candidate (default: a converted copy of a transformers model).
     """
     import torch
 
+    if convert is None:
+        def convert(original: Any, mode: str) -> Any:
+            return apply_mode(copy.deepcopy(original), mode)
     figures: dict[str, Any] = {}
     base_seconds, base_greedy = _step_seconds(model, torch)
-    figures["float32"] = {"step_ms": round(base_seconds * 1000, 2), "agreement": 1.0}
+    figures["float32"] = {"step_ms": [round(t * 1000, 2) for t in base_seconds], "agreement": 1.0}
     chosen, chosen_seconds = "float32", base_seconds
     for mode in modes:
         if mode == "float32":
             continue
         try:
-            candidate = apply_mode(copy.deepcopy(model), mode)
+            candidate = convert(model, mode)
             seconds, greedy = _step_seconds(candidate, torch)
         except Exception as exc:  # a mode this CPU/torch build does not run: skip it
             figures[mode] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             continue
         agreement = float((greedy == base_greedy).float().mean())
-        figures[mode] = {"step_ms": round(seconds * 1000, 2), "agreement": round(agreement, 3)}
-        if agreement >= min_agreement and seconds * min_gain < chosen_seconds:
+        figures[mode] = {"step_ms": [round(t * 1000, 2) for t in seconds], "agreement": round(agreement, 3)}
+        pairs = list(zip(seconds, chosen_seconds, strict=True))
+        if agreement >= min_agreement and any(new * min_gain < old for new, old in pairs) \
+                and all(new <= old * 1.05 for new, old in pairs):
             chosen, chosen_seconds = mode, seconds
         del candidate
     return chosen, figures
@@ -228,8 +250,9 @@ def _numerics_file() -> str:
     return os.path.join(default_cache_dir(), "local_numerics.json")
 
 
-def remembered_numerics(model_key: str, model: Any) -> tuple[str, dict[str, Any]]:
-    """:func:`choose_numerics` for ``model``, measured once per (model, machine) and remembered."""
+def remembered_numerics(model_key: str, model: Any, measure: Any = None) -> tuple[str, dict[str, Any]]:
+    """:func:`choose_numerics` for ``model`` (or ``measure()``, which returns the same pair), measured
+    once per (model, machine) and remembered."""
     key = f"{model_key}|{machine_fingerprint()}"
     path = _numerics_file()
     table: dict[str, Any] = {}
@@ -239,7 +262,7 @@ def remembered_numerics(model_key: str, model: Any) -> tuple[str, dict[str, Any]
     hit = table.get(key) if isinstance(table, dict) else None
     if isinstance(hit, dict) and hit.get("mode") in NUMERIC_MODES:
         return str(hit["mode"]), dict(hit.get("figures") or {})
-    mode, figures = choose_numerics(model)
+    mode, figures = measure() if measure is not None else choose_numerics(model)
     logger.info("Numeric mode for %s on this machine: %s (%s)", model_key, mode, figures)
     table = table if isinstance(table, dict) else {}
     table[key] = {"mode": mode, "figures": figures}
@@ -352,25 +375,54 @@ def _weights_cache_enabled() -> bool:
 # ---------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------
-@dataclass
 class LoadedModel:
     """Weights and tokenizer in memory, shared by every backend that names them.
+
+    ``decoder`` is the :class:`~textgrad_like.lm.compact_llama.CompactLlama` fast path when the
+    architecture allows it (the engine decodes base-model rows with it); ``model`` is the
+    transformers model — LoRA adapters, training and architectures the compact path does not cover
+    use it. When the weights came from the converted-weights cache, ``model`` is built on first use,
+    so a process that only generates never imports transformers' modeling code.
 
     ``lock`` is held around every forward pass, so that whoever switches LoRA adapters on the
     model (:class:`~textgrad_like.lm.adapted.AdapterSwitch`, which sets ``activate``) never does it
     in the middle of another pass.
     """
 
-    model: Any
-    tokenizer: Any
-    source: ModelSource
-    device: str
-    mode: str
-    load_seconds: float = 0.0
-    from_cache: bool = False
-    numerics: dict[str, Any] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    activate: Any = None  # Callable[[str | None], None]; set by the adapter switch
+    def __init__(self, model: Any, tokenizer: Any, source: ModelSource, device: str, mode: str,
+                 load_seconds: float = 0.0, from_cache: bool = False, numerics: dict[str, Any] | None = None,
+                 decoder: Any = None, config: dict[str, Any] | None = None, eos_token_ids: list[int] | None = None,
+                 model_loader: Any = None) -> None:
+        self._model = model
+        self._model_loader = model_loader
+        self.tokenizer = tokenizer
+        self.source = source
+        self.device = device
+        self.mode = mode
+        self.load_seconds = load_seconds
+        self.from_cache = from_cache
+        self.numerics = dict(numerics or {})
+        self.decoder = decoder
+        self.config = dict(config if config is not None else model.config.to_dict())
+        self.eos_token_ids = list(eos_token_ids or [])
+        self.lock = threading.RLock()
+        self.activate: Any = None  # Callable[[str | None], None]; set by the adapter switch
+
+    @property
+    def model(self) -> Any:
+        """The transformers model (loaded on first use when only the compact decoder was needed so far)."""
+        if self._model is None:
+            with self.lock:
+                if self._model is None:
+                    started = time.perf_counter()
+                    self._model = self._model_loader()
+                    logger.info("Built the transformers model of %s for LoRA/training in %.1f s.", self.source.path,
+                                time.perf_counter() - started)
+        return self._model
+
+    @property
+    def model_is_loaded(self) -> bool:
+        return self._model is not None
 
     def use_adapter(self, name: str | None) -> None:
         """Make ``name`` the active LoRA adapter (``None``: the base model); call it with ``lock`` held."""
@@ -381,35 +433,165 @@ class LoadedModel:
                                      "textgrad_like.nn.LoRA(lm) first.")
 
 
+def _eos_ids(*values: Any) -> list[int]:
+    ids: list[int] = []
+    for value in values:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is not None and int(item) not in ids:
+                ids.append(int(item))
+    return ids
+
+
+def _compact_modes(torch: Any, device: str) -> tuple[str, ...]:
+    from .compact_llama import int8_kernel_available
+
+    if device == "cpu" and int8_kernel_available(torch):
+        return COMPACT_AUTO_MODES
+    return AUTO_MODES
+
+
+def _build_decoder(state: dict[str, Any], config: dict[str, Any], device: str, mode: str) -> Any:
+    """The compact decoder in ``mode``, or None where it does not apply (int8 dynamic mode, an
+    unsupported architecture, or a failure building it: then the transformers model decodes)."""
+    from .compact_llama import CompactLlama, supports
+
+    if mode == "int8" or not supports(config) or _compact_disabled():
+        return None
+    try:
+        return CompactLlama(state, config, device, mode)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        logger.warning("Decoding %s through transformers: the compact decoder could not be built (%s: %s).",
+                       config.get("model_type"), type(exc).__name__, exc)
+        return None
+
+
+def _compact_disabled() -> bool:
+    return os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "1") == "0"
+
+
+def _compact_choice(model_key: str, state: dict[str, Any], config: dict[str, Any],
+                    torch: Any) -> tuple[str, dict[str, Any]]:
+    """The numeric mode of the compact decoder on this CPU, measured once and remembered."""
+    from .compact_llama import CompactLlama
+
+    def measure() -> tuple[str, dict[str, Any]]:
+        base = CompactLlama(state, config, "cpu", "float32")
+        return choose_numerics(base, modes=_compact_modes(torch, "cpu"),
+                               convert=lambda _, mode: CompactLlama(state, config, "cpu", mode))
+
+    return remembered_numerics(model_key + "|compact", None, measure)
+
+
+def _size_in_range(parameters: int) -> bool:
+    if MEASURE_MIN_PARAMETERS <= parameters <= MEASURE_MAX_PARAMETERS:
+        return True
+    logger.info("Not measuring numeric modes for a model of %d parameters; using float32 (pass dtype= to choose).",
+                parameters)
+    return False
+
+
+def _load_warm(source: ModelSource, device: str, mode: str, torch: Any, started: float) -> LoadedModel | None:
+    """Weights, tokenizer and compact decoder straight from an intact converted-weights entry, without
+    importing transformers (its model is built on first use). None when that path does not apply."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .compact_llama import supports
+    from .text_tokenizer import TextTokenizer, can_load
+
+    if not (source.gguf_file and source.is_local and _weights_cache_enabled()) or mode == "int8" \
+            or _compact_disabled():
+        return None
+    try:
+        folder = converted_weights_dir(os.path.join(source.path, source.gguf_file), version("transformers"))
+    except (OSError, PackageNotFoundError):
+        return None
+    if not can_load(folder) or not _entry_is_intact(folder):
+        return None
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        if not supports(config):
+            return None
+        generation: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(folder, "generation_config.json"), encoding="utf-8") as f:
+                generation = json.load(f)
+        from safetensors.torch import load_file
+
+        state = load_file(os.path.join(folder, WEIGHTS_FILE))
+        tokenizer = TextTokenizer(folder)
+    except Exception as exc:  # a damaged entry: the transformers path converts again and replaces it
+        logger.warning("Ignoring the converted-weights cache %s (%s: %s).", folder, type(exc).__name__, exc)
+        return None
+    figures: dict[str, Any] = {}
+    if mode == "auto":
+        parameters = sum(int(t.numel()) for t in state.values())
+        mode, figures = (_compact_choice(_model_key(source), state, config, torch) if device == "cpu"
+                         and _size_in_range(parameters) else ("float32", {}))
+    decoder = _build_decoder(state, config, device, mode)
+    if decoder is None:
+        return None
+    hf_mode = transformers_dtype(mode)
+
+    def build_transformers_model() -> Any:
+        import transformers
+
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="float32")
+        if hf_mode != "float32":
+            model = apply_mode(model, hf_mode)
+        return model.to(device).eval()
+
+    eos = _eos_ids(generation.get("eos_token_id"), tokenizer.eos_token_id)
+    del state
+    return LoadedModel(None, tokenizer, source, device, mode, time.perf_counter() - started, True, figures,
+                       decoder=decoder, config=config, eos_token_ids=eos, model_loader=build_transformers_model)
+
+
 def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None,
                              allow_download: bool = False) -> LoadedModel:
-    """Load weights and tokenizer with transformers (GGUF through the converted-weights cache) and
-    put them in the numeric mode asked for; wraps every failure in :class:`ModelLoadError`."""
+    """Load weights and tokenizer (GGUF through the converted-weights cache) in the numeric mode
+    asked for, with the compact decoder where the architecture allows; wraps every failure in
+    :class:`ModelLoadError`."""
     started = time.perf_counter()
     try:
         import torch
-        import transformers
     except ImportError:
         raise ModelLoadError("Local models need torch and transformers: `pip install textgrad_like[local]`.")
     mode = requested_mode(dtype, device, torch)
-    if mode == "int8" and device != "cpu":
-        raise ConfigurationError("dtype='int8' (dynamic quantisation) runs on the CPU only; use 'bfloat16' on a GPU.")
+    if mode in ("int8", "bfloat16+int8") and device != "cpu":
+        raise ConfigurationError(f"dtype={mode!r} runs on the CPU only; use 'bfloat16' on a GPU.")
+    warm = _load_warm(source, device, mode, torch, started)
+    if warm is not None:
+        return warm
+    try:
+        import transformers
+    except ImportError:
+        raise ModelLoadError("Local models need torch and transformers: `pip install textgrad_like[local]`.")
     load_dtype = mode if mode in ("bfloat16", "float16") and not source.gguf_file else "float32"
     model, tokenizer, from_cache = _load_weights(transformers, source, allow_download, load_dtype)
+    config = model.config.to_dict()
+    from .compact_llama import supports
+
+    compact = supports(config) and not _compact_disabled()
     figures: dict[str, Any] = {}
     if mode == "auto":
-        size = sum(p.numel() for p in model.parameters())
-        if not MEASURE_MIN_PARAMETERS <= size <= MEASURE_MAX_PARAMETERS:
+        if not _size_in_range(sum(p.numel() for p in model.parameters())):
             mode = "float32"
-            logger.info("Not measuring numeric modes for a model of %d parameters; using float32 (pass dtype= "
-                        "to choose).", size)
+        elif compact:
+            mode, figures = _compact_choice(_model_key(source), model.state_dict(), config, torch)
         else:
             mode, figures = remembered_numerics(_model_key(source), model)
-    if mode != load_dtype:
-        model = apply_mode(model, mode)
+    if not compact and mode == "bfloat16+int8":
+        mode = "bfloat16"  # the int8 weights are a compact-decoder kernel
+    decoder = _build_decoder(model.state_dict(), config, device, mode) if compact else None
+    hf_mode = transformers_dtype(mode)
+    if hf_mode != load_dtype:
+        model = apply_mode(model, hf_mode)
     model.to(device)
     model.eval()
-    return LoadedModel(model, tokenizer, source, device, mode, time.perf_counter() - started, from_cache, figures)
+    eos = _eos_ids(getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer.eos_token_id)
+    return LoadedModel(model, tokenizer, source, device, mode, time.perf_counter() - started, from_cache, figures,
+                       decoder=decoder, config=config, eos_token_ids=eos)
 
 
 def _model_key(source: ModelSource) -> str:

@@ -36,33 +36,37 @@ class LocalBackend:
                  batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
                  prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB) -> None:
         self.loaded = loaded
-        self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.source = loaded.source
         self.device = loaded.device
         self.mode = loaded.mode
         self.load_seconds = loaded.load_seconds
-        config = self.model.config
-        limits = [v for v in (getattr(config, "max_position_embeddings", None),
+        config = loaded.config
+        limits = [v for v in (config.get("max_position_embeddings"),
                               getattr(self.tokenizer, "model_max_length", None)) if isinstance(v, int) and 0 < v < 10**7]
         self.context_length = min(limits) if limits else 2048
         self.stop_token_ids = self._stop_ids()
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.stop_token_ids[0])
-        self.vocab_size = int(getattr(config, "vocab_size", 0) or len(self.tokenizer))
+        self.vocab_size = int(config.get("vocab_size") or len(self.tokenizer))
         self.constraints = ConstraintCompiler(self.tokenizer, self.vocab_size, self.stop_token_ids)
         self.prefix_cache = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
         self.engine = DecodeEngine(loaded, self.stop_token_ids, self.pad_token_id, self.prefix_cache)
         self.batcher = ContinuousBatcher(self.engine, max_batch_size, batch_wait_ms,
                                          name=os.path.basename(self.source.path))
 
+    @property
+    def model(self) -> Any:
+        """The transformers model (LoRA adapters and training use it; built on first use after a warm load)."""
+        return self.loaded.model
+
+    @property
+    def decoder(self) -> Any:
+        """The compact decoder that generates base-model rows, or None when transformers does."""
+        return self.loaded.decoder
+
     def _stop_ids(self) -> list[int]:
-        ids: list[int] = []
-        for value in (getattr(getattr(self.model, "generation_config", None), "eos_token_id", None),
-                      self.tokenizer.eos_token_id):
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                if item is not None and int(item) not in ids:
-                    ids.append(int(item))
+        ids = list(self.loaded.eos_token_ids)
         if not ids:
             raise ModelLoadError("The model defines no end-of-sequence token (eos_token_id); set it in its "
                                  "generation_config.json or tokenizer_config.json.")

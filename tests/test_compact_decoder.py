@@ -1,0 +1,186 @@
+"""The compact decoder computes what transformers computes; the light tokenizer encodes what
+transformers encodes; a warm load needs neither transformers' modeling code nor its tokenizer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from textgrad_like.lm.compact_llama import NARROW_ROWS, CompactLlama, KVCache, supports  # noqa: E402
+from textgrad_like.lm.decoding import _cache_of  # noqa: E402
+from textgrad_like.lm.text_tokenizer import TextTokenizer  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_constrained import build_tiny_model_dir  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_model_dir(str(tmp_path_factory.mktemp("tiny-compact")), max_positions=64)
+
+
+def _padded_batch():
+    ids = torch.tensor([[0, 0, 0, 40, 41, 42, 43, 44], [10, 20, 30, 40, 50, 60, 70, 80]])
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1], [1] * 8])
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _compare(reference, compact) -> None:
+    ids, mask, positions = _padded_batch()
+    with torch.inference_mode():
+        expected = reference(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        got = compact(input_ids=ids, attention_mask=mask, position_ids=positions)
+        real = mask.bool()  # padding positions hold garbage in both
+        torch.testing.assert_close(got.logits[real], expected.logits.float()[real], atol=1e-5, rtol=1e-4)
+        step = torch.tensor([[7], [8]])
+        mask2 = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
+        expected2 = reference(input_ids=step, attention_mask=mask2, position_ids=positions[:, -1:] + 1,
+                              cache=_cache_of(expected), use_cache=True)
+        got2 = compact(input_ids=step, attention_mask=mask2, position_ids=positions[:, -1:] + 1, cache=got.cache)
+        torch.testing.assert_close(got2.logits[:, -1], expected2.logits[:, -1].float(), atol=1e-5, rtol=1e-4)
+        assert got2.cache.layers[0].keys.shape[2] == 9
+
+
+def test_compact_decoder_matches_transformers_with_padding_and_cache(tiny_dir):
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir, dtype="float32").eval()
+    config = model.config.to_dict()
+    assert supports(config)
+    _compare(model, CompactLlama(model.state_dict(), config, "cpu", "float32"))
+
+
+def test_compact_decoder_matches_qwen2_with_attention_biases():
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      tie_word_embeddings=True)
+    model = transformers.Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():  # random biases, so that a dropped bias shows
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0, 0.5)
+    as_dict = model.config.to_dict()
+    assert supports(as_dict)
+    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied: the embedding only
+    _compare(model, CompactLlama(state, as_dict, "cpu", "float32"))
+
+
+def test_unsupported_architectures_fall_back_to_transformers():
+    base = {"model_type": "llama", "hidden_act": "silu"}
+    assert supports(base)
+    assert not supports({**base, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}})
+    assert not supports({**base, "model_type": "gemma"})
+    assert not supports({**base, "model_type": "mistral", "sliding_window": 4096})
+    assert not supports({**base, "hidden_act": "gelu"})
+    with pytest.raises(ValueError, match="not supported"):
+        CompactLlama({}, {"model_type": "gpt2"})
+
+
+def test_prefix_reuse_through_the_compact_cache_equals_a_cold_prefill(tiny_dir):
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir, dtype="float32").eval()
+    compact = CompactLlama(model.state_dict(), model.config.to_dict(), "cpu", "float32")
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
+    with torch.inference_mode():
+        cold = compact(input_ids=ids).logits[:, -1]
+        prefix = compact(input_ids=ids[:, :5]).cache
+        reused = KVCache.from_layers([(layer.keys.clone(), layer.values.clone()) for layer in prefix.layers])
+        warm = compact(input_ids=ids[:, 5:], position_ids=torch.arange(5, 8)[None], cache=reused).logits[:, -1]
+    torch.testing.assert_close(warm, cold, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
+def test_int8_weights_serve_narrow_steps_only_and_stay_close():
+    compact = CompactLlama.__new__(CompactLlama)
+    compact.torch = torch
+    weight = torch.randn(96, 64).to(torch.bfloat16)
+    from textgrad_like.lm.compact_llama import _quantize_rows
+
+    quantized, scales = _quantize_rows(weight, torch)
+    compact.narrow = {id(weight): (quantized, scales.to(torch.bfloat16))}
+    x = torch.randn(1, NARROW_ROWS, 64).to(torch.bfloat16)
+    wide = compact._linear(x, weight, narrow=False).float()
+    narrow = compact._linear(x, weight, narrow=True).float()
+    assert not torch.equal(wide, narrow)  # the int8 kernel ran
+    assert (narrow - wide).norm() / wide.norm() < 0.02
+
+
+def test_text_tokenizer_matches_the_transformers_tokenizer(tiny_dir):
+    reference = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+    light = TextTokenizer(tiny_dir)
+    conversations = [
+        [{"role": "user", "content": "hello there, what is 2+2?\n ok"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Résumé «x» 😀"},
+         {"role": "assistant", "content": '{"a": 1}'}, {"role": "user", "content": "again"}],
+    ]
+    for messages in conversations:
+        expected = reference.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        expected = expected["input_ids"] if hasattr(expected, "keys") else expected
+        assert light.apply_chat_template(messages, add_generation_prompt=True) == list(expected)
+    ids = light.encode("the cat sat <|im_end|> on the mat")
+    assert ids == reference.encode("the cat sat <|im_end|> on the mat")
+    assert light.decode(ids, skip_special_tokens=True) == reference.decode(ids, skip_special_tokens=True)
+    assert light.batch_decode([[i] for i in range(len(light))]) == reference.batch_decode(
+        [[i] for i in range(len(reference))])
+    assert (light.eos_token_id, light.pad_token_id, light.bos_token_id, len(light)) == (
+        reference.eos_token_id, reference.pad_token_id, reference.bos_token_id, len(reference))
+    assert light.get_vocab() == reference.get_vocab()
+
+
+def test_grammar_vocabulary_is_the_same_from_either_tokenizer(tiny_dir):
+    xgr = pytest.importorskip("xgrammar")
+    from textgrad_like.lm.constrained import _tokenizer_info
+
+    reference = transformers.AutoTokenizer.from_pretrained(tiny_dir)
+    a = _tokenizer_info(xgr, reference, len(reference), [reference.eos_token_id])
+    b = _tokenizer_info(xgr, TextTokenizer(tiny_dir), len(reference), [reference.eos_token_id])
+    assert (a.vocab_type, a.add_prefix_space, a.decoded_vocab) == (b.vocab_type, b.add_prefix_space, b.decoded_vocab)
+
+
+def test_a_hostile_chat_template_cannot_reach_python(tiny_dir, tmp_path):
+    """Attack: a model folder whose chat template walks from a message to Python internals."""
+    import shutil
+
+    import jinja2
+
+    folder = tmp_path / "hostile"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "chat_template.jinja").write_text(
+        "{{ messages.__class__.__mro__[1].__subclasses__() }}{{ cycler.__init__.__globals__.os.system('id') }}")
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        TextTokenizer(str(folder)).apply_chat_template([{"role": "user", "content": "x"}])
+    (folder / "chat_template.jinja").write_text("{% set _ = messages.append({'role': 'x'}) %}{{ messages }}")
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        TextTokenizer(str(folder)).apply_chat_template([{"role": "user", "content": "x"}])
+
+
+@pytest.mark.integration
+def test_warm_load_of_the_embedded_model_skips_transformers_and_builds_it_on_demand():
+    code = (
+        "import sys, time\n"
+        "from textgrad_like.lm import LM\n"
+        "LM('local/embedded', max_tokens=2, cache=False).load()\n"  # converts on a first run, reads the entry after
+        "from textgrad_like.lm import local_backend\n"
+        "print('modeling-before', 'transformers.modeling_utils' in sys.modules)\n"
+    )
+    warm = (
+        "import sys, time\n"
+        "started = time.perf_counter()\n"
+        "from textgrad_like.lm import LM\n"
+        "lm = LM('local/embedded', temperature=0.0, max_tokens=8, cache=False)\n"
+        "text = lm('Name a color.')[0]\n"
+        "b = lm.backend\n"
+        "print('warm', b.loaded.from_cache, type(b.decoder).__name__, 'transformers.modeling_utils' in sys.modules,"
+        " 'transformers.tokenization_utils_base' in sys.modules, bool(text))\n"
+        "print('hf', type(b.model).__name__, 'transformers.modeling_utils' in sys.modules)\n"
+    )
+    root = os.path.dirname(os.path.dirname(__file__))
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    out = subprocess.run([sys.executable, "-c", warm], capture_output=True, text=True, check=True, cwd=root)
+    lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
+    assert lines["warm"] == "True CompactLlama False False True"
+    assert lines["hf"] == "LlamaForCausalLM True"

@@ -1,0 +1,240 @@
+"""An inference-only Llama-family forward pass in plain torch: the decode engine's fast path.
+
+Why it exists: on a 2-core CPU a 135M model spends most of a decode step outside the matrix
+products when it runs through transformers' generic modules (51 ms per token for SmolLM2-135M in
+bfloat16), and importing transformers' modeling code costs about 3 s per process. This module
+builds the same computation from the weights alone — fused q/k/v and gate/up projections,
+``torch.nn.functional.scaled_dot_product_attention`` with grouped-query heads, ``rms_norm`` — and
+imports nothing but torch.
+
+Numerics. ``float32``/``bfloat16``/``float16`` keep every weight in that dtype. ``bfloat16+int8``
+keeps bfloat16 weights for prefill and wide decode steps and, on CPUs where torch has the kernel
+(``torch._weight_int8pack_mm``), an int8 copy of every linear weight (one scale per output channel)
+for decode steps of at most :data:`NARROW_ROWS` rows, where reading the weights is the cost. The
+int8 copy is a second rounding of the same weights; :func:`~textgrad_like.lm.loading.choose_numerics`
+keeps it only when its greedy tokens agree with float32's.
+
+Supported: ``model_type`` ``llama``/``qwen2``/``mistral`` configs with SiLU MLPs, default RoPE and
+no sliding window (:func:`supports`). Anything else — and LoRA adapters, and training — goes through
+the transformers model.
+
+The call signature mirrors what the engine passes to a transformers causal LM:
+``model(input_ids=, attention_mask=, position_ids=, cache=, logits_to_keep=, use_cache=True)``
+returns an object with ``.logits`` and ``.cache``; the cache has ``.layers``, each with
+``.keys``/``.values`` tensors of shape ``[rows, kv_heads, columns, head_dim]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NARROW_ROWS = 4  # decode steps with at most this many rows: int8 weights, bfloat16 activations
+SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
+
+
+@dataclass
+class KVLayer:
+    """One layer's cached keys and values, ``[rows, kv_heads, columns, head_dim]``."""
+
+    keys: Any
+    values: Any
+
+
+@dataclass
+class KVCache:
+    """The per-layer key/value cache of a batch of rows (the engine edits ``layers`` in place)."""
+
+    layers: list[KVLayer] = field(default_factory=list)
+
+    @classmethod
+    def from_layers(cls, layers: list[tuple[Any, Any]]) -> KVCache:
+        return cls([KVLayer(k, v) for k, v in layers])
+
+
+@dataclass
+class CompactOutput:
+    logits: Any
+    cache: KVCache
+
+
+def supports(config: dict[str, Any]) -> bool:
+    """Whether :class:`CompactLlama` computes what transformers computes for ``config`` (a config dict)."""
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    window = config.get("sliding_window")
+    if config.get("model_type") == "qwen2" and not config.get("use_sliding_window", False):
+        window = None  # qwen2 configs carry a window size that only applies with use_sliding_window
+    return (config.get("model_type") in SUPPORTED_TYPES and config.get("hidden_act", "silu") == "silu"
+            and rope_type == "default" and not config.get("mlp_bias", False) and not window
+            and float(config.get("partial_rotary_factor", 1.0) or 1.0) == 1.0)
+
+
+def _rope_theta(config: dict[str, Any]) -> float:
+    rope = config.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope:
+        return float(rope["rope_theta"])
+    return float(config.get("rope_theta", 10000.0))
+
+
+def int8_kernel_available(torch: Any) -> bool:
+    return hasattr(torch, "_weight_int8pack_mm")
+
+
+class CompactLlama:
+    """The forward pass of a Llama-family causal LM, built from its state dict (inference only)."""
+
+    def __init__(self, state: dict[str, Any], config: dict[str, Any], device: str = "cpu",
+                 mode: str = "float32") -> None:
+        import torch
+
+        if not supports(config):
+            raise ValueError(f"config of model_type={config.get('model_type')!r} is not supported by CompactLlama; "
+                             "load it through transformers.")
+        self.torch = torch
+        self.config = dict(config)
+        self.device = device
+        self.mode = mode
+        self.dtype = {"float32": torch.float32, "float16": torch.float16}.get(mode, torch.bfloat16)
+        self.layers_count = int(config["num_hidden_layers"])
+        self.heads = int(config["num_attention_heads"])
+        self.kv_heads = int(config.get("num_key_value_heads") or self.heads)
+        hidden = int(config["hidden_size"])
+        self.head_dim = int(config.get("head_dim") or hidden // self.heads)
+        self.hidden = hidden
+        self.intermediate = int(config["intermediate_size"])
+        self.eps = float(config.get("rms_norm_eps", 1e-6))
+        self.vocab_size = int(config["vocab_size"])
+
+        def weight(name: str) -> Any:
+            return state[name].to(device=device, dtype=self.dtype)
+
+        def optional(name: str) -> Any:
+            return weight(name) if name in state else None
+
+        embed = state.get("model.embed_tokens.weight")
+        head = state.get("lm_head.weight")
+        if embed is None and head is None:
+            raise ValueError("The state dict has neither model.embed_tokens.weight nor lm_head.weight.")
+        self.embed = (embed if embed is not None else head).to(device=device, dtype=self.dtype)
+        self.head = self.embed if head is None or embed is None else head.to(device=device, dtype=self.dtype)
+        self.norm = weight("model.norm.weight")
+        self.blocks: list[dict[str, Any]] = []
+        for i in range(self.layers_count):
+            p = f"model.layers.{i}."
+            qkv = torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"])
+            biases = [state.get(p + f"self_attn.{n}_proj.bias") for n in "qkv"]
+            self.blocks.append({
+                "ln1": weight(p + "input_layernorm.weight"),
+                "ln2": weight(p + "post_attention_layernorm.weight"),
+                "qkv": qkv.to(device=device, dtype=self.dtype),
+                "qkv_bias": torch.cat(biases).to(device=device, dtype=self.dtype) if all(
+                    b is not None for b in biases) else None,
+                "o": weight(p + "self_attn.o_proj.weight"),
+                "o_bias": optional(p + "self_attn.o_proj.bias"),
+                "gate_up": torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]).to(
+                    device=device, dtype=self.dtype),
+                "down": weight(p + "mlp.down_proj.weight"),
+            })
+        theta = _rope_theta(config)
+        self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device)
+                                         / self.head_dim))
+        self.narrow: dict[int, tuple[Any, Any]] = {}  # id(weight) -> (int8 weight [out, in], bf16 scales)
+        if mode == "bfloat16+int8":
+            if device != "cpu" or not int8_kernel_available(torch):
+                raise ValueError("mode 'bfloat16+int8' needs torch._weight_int8pack_mm on the CPU; use 'bfloat16'.")
+            for weight in [b[n] for b in self.blocks for n in ("qkv", "o", "gate_up", "down")] + [self.head]:
+                quantized, scales = _quantize_rows(weight, torch)
+                self.narrow[id(weight)] = (quantized, scales.to(torch.bfloat16))
+
+    # -- the forward pass -----------------------------------------------------------------------------
+    def parameters_count(self) -> int:
+        seen: dict[int, Any] = {id(self.embed): self.embed, id(self.head): self.head, id(self.norm): self.norm}
+        for block in self.blocks:
+            for value in block.values():
+                if value is not None:
+                    seen[id(value)] = value
+        return sum(int(t.numel()) for t in seen.values())
+
+    def _linear(self, x: Any, weight: Any, narrow: bool, bias: Any = None) -> Any:
+        torch = self.torch
+        packed = self.narrow.get(id(weight)) if narrow else None
+        if packed is None:
+            return torch.nn.functional.linear(x, weight, bias)
+        shape = x.shape  # int8 weights, bfloat16 activations
+        out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), packed[0], packed[1]).view(*shape[:-1], -1)
+        return out if bias is None else out + bias
+
+    def _rotary(self, positions: Any) -> tuple[Any, Any]:
+        torch = self.torch
+        freqs = positions[..., None].to(torch.float32) * self.inv_freq
+        angles = torch.cat([freqs, freqs], dim=-1)[:, None]  # [rows, 1, tokens, head_dim]
+        return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+
+    def _mask(self, attention_mask: Any, past: int, tokens: int) -> Any:
+        """Boolean ``[rows, 1, tokens, past + tokens]``: a token sees unpadded columns up to itself.
+        A padding token also sees itself, so that no query row is fully masked (NaN-free)."""
+        torch = self.torch
+        valid = attention_mask.to(torch.bool)[:, None, None, :]
+        if tokens == 1:
+            return valid
+        columns = torch.arange(past + tokens, device=attention_mask.device)
+        query_columns = past + torch.arange(tokens, device=attention_mask.device)
+        causal = columns[None, :] <= query_columns[:, None]
+        itself = columns[None, :] == query_columns[:, None]
+        return (valid & causal[None, None]) | itself[None, None]
+
+    def __call__(self, input_ids: Any, attention_mask: Any = None, position_ids: Any = None, cache: Any = None,
+                 past_key_values: Any = None, logits_to_keep: int = 0, use_cache: bool = True,
+                 **_: Any) -> CompactOutput:
+        torch = self.torch
+        functional = torch.nn.functional
+        cache = cache if cache is not None else past_key_values
+        rows, tokens = input_ids.shape
+        past = int(cache.layers[0].keys.shape[2]) if cache is not None and cache.layers else 0
+        if attention_mask is None:
+            attention_mask = torch.ones((rows, past + tokens), dtype=torch.long, device=input_ids.device)
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+        narrow = bool(self.narrow) and rows * tokens <= NARROW_ROWS
+        mask = self._mask(attention_mask, past, tokens)
+        cos, sin = self._rotary(position_ids)
+        heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
+        x = functional.embedding(input_ids, self.embed)
+        layers: list[KVLayer] = []
+        for index, block in enumerate(self.blocks):
+            h = functional.rms_norm(x, (self.hidden,), block["ln1"], self.eps)
+            q, k, v = self._linear(h, block["qkv"], narrow, block["qkv_bias"]).split(
+                [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
+            q = q.view(rows, tokens, heads, head_dim).transpose(1, 2)
+            k = k.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
+            v = v.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q, torch) * sin
+            k = k * cos + _rotate_half(k, torch) * sin
+            if past:
+                k = torch.cat([cache.layers[index].keys, k], dim=2)
+                v = torch.cat([cache.layers[index].values, v], dim=2)
+            layers.append(KVLayer(k, v))
+            attended = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads)
+            x = x + self._linear(attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim), block["o"],
+                                 narrow, block["o_bias"])
+            h = functional.rms_norm(x, (self.hidden,), block["ln2"], self.eps)
+            gate, up = self._linear(h, block["gate_up"], narrow).split([self.intermediate, self.intermediate], dim=-1)
+            x = x + self._linear(functional.silu(gate) * up, block["down"], narrow)
+        if logits_to_keep:
+            x = x[:, -int(logits_to_keep):]
+        x = functional.rms_norm(x, (self.hidden,), self.norm, self.eps)
+        return CompactOutput(self._linear(x, self.head, narrow), KVCache(layers))
+
+
+def _rotate_half(x: Any, torch: Any) -> Any:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def _quantize_rows(weight: Any, torch: Any) -> tuple[Any, Any]:
+    """Symmetric per-output-channel int8 copy of ``weight`` and its float32 scales."""
+    full = weight.to(torch.float32)
+    scales = (full.abs().amax(dim=1) / 127.0).clamp(min=1e-8)
+    quantized = torch.round(full / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    return quantized, scales
