@@ -184,3 +184,34 @@ def test_warm_load_of_the_embedded_model_skips_transformers_and_builds_it_on_dem
     lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
     assert lines["warm"] == "True CompactLlama False False True"
     assert lines["hf"] == "LlamaForCausalLM True"
+
+
+@pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
+def test_int8_mode_end_to_end_on_a_tiny_model(tiny_dir):
+    """LM(dtype='bfloat16+int8') decodes through the compact decoder with int8 weights for narrow steps."""
+    from textgrad_like.lm import LM
+
+    lm = LM(f"local/{tiny_dir}", dtype="bfloat16+int8", temperature=0.0, max_tokens=6, cache=False)
+    text = lm("hello")[0]
+    decoder = lm.backend.decoder
+    assert isinstance(text, str) and decoder.mode == "bfloat16+int8" and decoder.narrow
+    assert lm.backend.model.dtype == torch.bfloat16  # the transformers model (LoRA, training) runs in bf16
+
+
+def test_int8_weights_skip_widths_the_kernel_cannot_take():
+    config = {"model_type": "llama", "hidden_act": "silu", "num_hidden_layers": 1, "num_attention_heads": 1,
+              "num_key_value_heads": 1, "hidden_size": 8, "intermediate_size": 32, "vocab_size": 20, "head_dim": 8}
+    torch.manual_seed(0)
+    state = {"model.embed_tokens.weight": torch.randn(20, 8), "model.norm.weight": torch.ones(8),
+             "model.layers.0.input_layernorm.weight": torch.ones(8),
+             "model.layers.0.post_attention_layernorm.weight": torch.ones(8),
+             **{f"model.layers.0.self_attn.{n}_proj.weight": torch.randn(8, 8) for n in "qkvo"},
+             "model.layers.0.mlp.gate_proj.weight": torch.randn(32, 8),
+             "model.layers.0.mlp.up_proj.weight": torch.randn(32, 8),
+             "model.layers.0.mlp.down_proj.weight": torch.randn(8, 32)}
+    if not hasattr(torch, "_weight_int8pack_mm"):
+        pytest.skip("torch has no int8 weight kernel here")
+    compact = CompactLlama(state, config, "cpu", "bfloat16+int8")
+    assert len(compact.narrow) == 1  # only down_proj (input width 32); width 8 would crash the kernel
+    out = compact(input_ids=torch.tensor([[1]]))
+    assert out.logits.shape == (1, 1, 20) and torch.isfinite(out.logits).all()

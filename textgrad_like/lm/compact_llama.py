@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NARROW_ROWS = 4  # decode steps with at most this many rows: int8 weights, bfloat16 activations
+INT8_K_MULTIPLE = 16  # torch._weight_int8pack_mm needs the input width to be a multiple of this
 SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
 
 
@@ -144,6 +145,8 @@ class CompactLlama:
             if device != "cpu" or not int8_kernel_available(torch):
                 raise ValueError("mode 'bfloat16+int8' needs torch._weight_int8pack_mm on the CPU; use 'bfloat16'.")
             for weight in [b[n] for b in self.blocks for n in ("qkv", "o", "gate_up", "down")] + [self.head]:
+                if weight.shape[1] % INT8_K_MULTIPLE:
+                    continue  # the kernel needs this input width (torch 2.13 crashes on others): stay bf16
                 quantized, scales = _quantize_rows(weight, torch)
                 self.narrow[id(weight)] = (quantized, scales.to(torch.bfloat16))
 
