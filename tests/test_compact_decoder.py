@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from textgrad_like.lm.compact_llama import NARROW_ROWS, CompactLlama, KVCache, supports  # noqa: E402
+from textgrad_like.lm.compact_llama import CompactLlama, KVCache, supports  # noqa: E402
 from textgrad_like.lm.decoding import _cache_of  # noqa: E402
 from textgrad_like.lm.text_tokenizer import TextTokenizer  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_prefix_reuse_through_the_compact_cache_equals_a_cold_prefill(tiny_dir):
 
 
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
-def test_int8_weights_serve_narrow_steps_only_and_stay_close():
+def test_int8_weights_serve_decode_steps_and_stay_close():
     compact = CompactLlama.__new__(CompactLlama)
     compact.torch = torch
     weight = torch.randn(96, 64).to(torch.bfloat16)
@@ -102,7 +102,7 @@ def test_int8_weights_serve_narrow_steps_only_and_stay_close():
 
     quantized, scales = _quantize_rows(weight, torch)
     compact.narrow = {id(weight): (quantized, scales.to(torch.bfloat16))}
-    x = torch.randn(1, NARROW_ROWS, 64).to(torch.bfloat16)
+    x = torch.randn(1, 5, 64).to(torch.bfloat16)
     wide = compact._linear(x, weight, narrow=False).float()
     narrow = compact._linear(x, weight, narrow=True).float()
     assert not torch.equal(wide, narrow)  # the int8 kernel ran
@@ -215,3 +215,65 @@ def test_int8_weights_skip_widths_the_kernel_cannot_take():
     assert len(compact.narrow) == 1  # only down_proj (input width 32); width 8 would crash the kernel
     out = compact(input_ids=torch.tensor([[1]]))
     assert out.logits.shape == (1, 1, 20) and torch.isfinite(out.logits).all()
+
+
+@pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
+def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hit(tiny_dir):
+    """The int8 kernel is chosen by the kind of pass, never by the batch width: a row's tokens do not
+    depend on its neighbours or on the prefix cache."""
+    import threading
+
+    from textgrad_like.lm import LM
+
+    lm = LM(f"local/{tiny_dir}", dtype="bfloat16+int8", temperature=0.0, max_tokens=12, cache=False)
+    prompt = "the quick brown fox"
+    alone = lm(prompt)[0]
+    assert lm(prompt)[0] == alone  # the second call reuses the cached prompt prefix
+    others = ["hello there", "one two three", "a b c d e f", "tea and cake"]
+    results: dict[int, str] = {}
+
+    def call(i: int, text: str) -> None:
+        results[i] = lm(text)[0]
+
+    threads = [threading.Thread(target=call, args=(i, t)) for i, t in enumerate([prompt] + others)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == alone
+    assert lm.backend.batcher.stats["max_active"] >= 2  # it did share steps with other rows
+
+
+def test_chat_templates_get_what_transformers_gives_them(tiny_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "templated"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "chat_template.jinja").write_text(
+        "{% for m in messages %}{% if loop.index > 2 %}{% break %}{% endif %}{{ m.content }};{% endfor %}"
+        "{% if tools is not none %}TOOLS{% endif %}{{ messages[0] | tojson(ensure_ascii=False, sort_keys=True) }}"
+        "{{ strftime_now('%Y') | length }}")
+    light = TextTokenizer(str(folder))
+    text = light.apply_chat_template([{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+                                      {"role": "user", "content": "c"}], tokenize=False)
+    assert text == 'a;b;{"content": "a", "role": "user"}4'
+
+
+def test_a_cache_entry_with_unlisted_or_odd_files_is_not_trusted(tmp_path):
+    import json
+
+    from textgrad_like.lm.loading import MANIFEST_FILE, WEIGHTS_FILE, _entry_is_intact, sampled_hash
+
+    folder = tmp_path / "entry"
+    folder.mkdir()
+    (folder / WEIGHTS_FILE).write_bytes(b"w" * 100)
+    files = {WEIGHTS_FILE: {"size": 100, "sampled_sha256": sampled_hash(str(folder / WEIGHTS_FILE))}}
+    manifest = {"format": "textgrad_like.converted_weights/1", "source": "x", "files": files}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert _entry_is_intact(str(folder))
+    (folder / "chat_template.jinja").write_text("{{ planted }}")  # not in the manifest
+    assert not _entry_is_intact(str(folder))
+    (folder / "chat_template.jinja").unlink()
+    manifest["files"]["../outside"] = {"size": 1, "sampled_sha256": "x"}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert not _entry_is_intact(str(folder))

@@ -8,11 +8,14 @@ builds the same computation from the weights alone — fused q/k/v and gate/up p
 imports nothing but torch.
 
 Numerics. ``float32``/``bfloat16``/``float16`` keep every weight in that dtype. ``bfloat16+int8``
-keeps bfloat16 weights for prefill and wide decode steps and, on CPUs where torch has the kernel
+keeps bfloat16 weights for prefill and, on CPUs where torch has the kernel
 (``torch._weight_int8pack_mm``), an int8 copy of every linear weight (one scale per output channel)
-for decode steps of at most :data:`NARROW_ROWS` rows, where reading the weights is the cost. The
-int8 copy is a second rounding of the same weights; :func:`~textgrad_like.lm.loading.choose_numerics`
-keeps it only when its greedy tokens agree with float32's.
+for decode steps, where reading the weights is the cost. The kernel is chosen by the kind of pass
+(prompt tokens: bfloat16; generated tokens: int8), never by how many rows share the pass, and both
+kernels give each row the same result whatever its neighbours, so a prompt answers the same alone,
+in a batch or after a prefix-cache hit. The int8 copy is a second rounding of the same weights;
+:func:`~textgrad_like.lm.loading.choose_numerics` keeps it only when its greedy tokens agree with
+float32's. RMSNorm is computed in float32 and cast, as transformers does.
 
 Supported: ``model_type`` ``llama``/``qwen2``/``mistral`` configs with SiLU MLPs, default RoPE and
 no sliding window (:func:`supports`). Anything else — and LoRA adapters, and training — goes through
@@ -29,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NARROW_ROWS = 4  # decode steps with at most this many rows: int8 weights, bfloat16 activations
 INT8_K_MULTIPLE = 16  # torch._weight_int8pack_mm needs the input width to be a multiple of this
 SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
 
@@ -73,9 +75,18 @@ def supports(config: dict[str, Any]) -> bool:
 
 def _rope_theta(config: dict[str, Any]) -> float:
     rope = config.get("rope_parameters")
-    if isinstance(rope, dict) and "rope_theta" in rope:
+    if isinstance(rope, dict) and rope.get("rope_theta") is not None:
         return float(rope["rope_theta"])
-    return float(config.get("rope_theta", 10000.0))
+    return float(config.get("rope_theta") or 10000.0)
+
+
+def torch_supported(torch: Any) -> bool:
+    """torch >= 2.5: ``rms_norm`` and grouped-query ``scaled_dot_product_attention(enable_gqa=)``."""
+    try:
+        major, minor = (int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 5) and hasattr(torch.nn.functional, "rms_norm")
 
 
 def int8_kernel_available(torch: Any) -> bool:
@@ -85,6 +96,8 @@ def int8_kernel_available(torch: Any) -> bool:
 class CompactLlama:
     """The forward pass of a Llama-family causal LM, built from its state dict (inference only)."""
 
+    takes_decode_step = True  # the engine says which passes are decode steps (the int8 kernel's)
+
     def __init__(self, state: dict[str, Any], config: dict[str, Any], device: str = "cpu",
                  mode: str = "float32") -> None:
         import torch
@@ -92,6 +105,8 @@ class CompactLlama:
         if not supports(config):
             raise ValueError(f"config of model_type={config.get('model_type')!r} is not supported by CompactLlama; "
                              "load it through transformers.")
+        if not torch_supported(torch):
+            raise ValueError(f"CompactLlama needs torch >= 2.5 (found {torch.__version__}); transformers decodes.")
         self.torch = torch
         self.config = dict(config)
         self.device = device
@@ -125,6 +140,8 @@ class CompactLlama:
             p = f"model.layers.{i}."
             qkv = torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"])
             biases = [state.get(p + f"self_attn.{n}_proj.bias") for n in "qkv"]
+            if any(b is not None for b in biases) and not all(b is not None for b in biases):
+                raise ValueError(f"layer {i} has biases on only some of q/k/v; transformers decodes this model.")
             self.blocks.append({
                 "ln1": weight(p + "input_layernorm.weight"),
                 "ln2": weight(p + "post_attention_layernorm.weight"),
@@ -168,6 +185,13 @@ class CompactLlama:
         out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), packed[0], packed[1]).view(*shape[:-1], -1)
         return out if bias is None else out + bias
 
+    def _norm(self, x: Any, weight: Any) -> Any:
+        """RMSNorm as transformers computes it: normalise in float32, cast, then scale."""
+        torch = self.torch
+        if x.dtype == torch.float32:
+            return torch.nn.functional.rms_norm(x, (self.hidden,), weight, self.eps)
+        return weight * torch.nn.functional.rms_norm(x.to(torch.float32), (self.hidden,), None, self.eps).to(x.dtype)
+
     def _rotary(self, positions: Any) -> tuple[Any, Any]:
         torch = self.torch
         freqs = positions[..., None].to(torch.float32) * self.inv_freq
@@ -189,7 +213,7 @@ class CompactLlama:
 
     def __call__(self, input_ids: Any, attention_mask: Any = None, position_ids: Any = None, cache: Any = None,
                  past_key_values: Any = None, logits_to_keep: int = 0, use_cache: bool = True,
-                 **_: Any) -> CompactOutput:
+                 decode_step: bool = False, **_: Any) -> CompactOutput:
         torch = self.torch
         functional = torch.nn.functional
         cache = cache if cache is not None else past_key_values
@@ -199,14 +223,14 @@ class CompactLlama:
             attention_mask = torch.ones((rows, past + tokens), dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
-        narrow = bool(self.narrow) and rows * tokens <= NARROW_ROWS
+        narrow = bool(self.narrow) and decode_step and tokens == 1
         mask = self._mask(attention_mask, past, tokens)
         cos, sin = self._rotary(position_ids)
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         x = functional.embedding(input_ids, self.embed)
         layers: list[KVLayer] = []
         for index, block in enumerate(self.blocks):
-            h = functional.rms_norm(x, (self.hidden,), block["ln1"], self.eps)
+            h = self._norm(x, block["ln1"])
             q, k, v = self._linear(h, block["qkv"], narrow, block["qkv_bias"]).split(
                 [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
             q = q.view(rows, tokens, heads, head_dim).transpose(1, 2)
@@ -221,12 +245,12 @@ class CompactLlama:
             attended = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads)
             x = x + self._linear(attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim), block["o"],
                                  narrow, block["o_bias"])
-            h = functional.rms_norm(x, (self.hidden,), block["ln2"], self.eps)
+            h = self._norm(x, block["ln2"])
             gate, up = self._linear(h, block["gate_up"], narrow).split([self.intermediate, self.intermediate], dim=-1)
             x = x + self._linear(functional.silu(gate) * up, block["down"], narrow)
         if logits_to_keep:
             x = x[:, -int(logits_to_keep):]
-        x = functional.rms_norm(x, (self.hidden,), self.norm, self.eps)
+        x = self._norm(x, self.norm)
         return CompactOutput(self._linear(x, self.head, narrow), KVCache(layers))
 
 

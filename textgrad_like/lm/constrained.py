@@ -282,15 +282,22 @@ def _tokenizer_info(xgr: Any, tokenizer: Any, vocab_size: int, stop_token_ids: l
     JSON and vocabulary of a :class:`~textgrad_like.lm.text_tokenizer.TextTokenizer` (the same
     detection xgrammar applies to a transformers fast tokenizer, without importing transformers)."""
     backend_json = getattr(tokenizer, "backend_json", None)
-    if backend_json is None:
-        return xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids)
-    encoded = [""] * vocab_size
-    for token, index in tokenizer.get_vocab().items():
-        if index < vocab_size:
-            encoded[index] = token
-    metadata = xgr.TokenizerInfo._detect_metadata_from_hf(backend_json())
-    return xgr.TokenizerInfo(encoded, metadata["vocab_type"], vocab_size=vocab_size, stop_token_ids=stop_token_ids,
-                             add_prefix_space=metadata["add_prefix_space"])
+    if backend_json is not None:
+        vocab = tokenizer.get_vocab()
+        metadata = xgr.TokenizerInfo._detect_metadata_from_hf(backend_json())
+        if metadata["vocab_type"] == xgr.VocabType.BYTE_LEVEL and \
+                xgr.TokenizerInfo._detect_vocab_type_from_vocab(vocab) in (None, xgr.VocabType.BYTE_LEVEL):
+            encoded = [""] * vocab_size
+            for token, index in vocab.items():
+                if index < vocab_size:
+                    encoded[index] = token
+            return xgr.TokenizerInfo(encoded, metadata["vocab_type"], vocab_size=vocab_size,
+                                     stop_token_ids=stop_token_ids, add_prefix_space=metadata["add_prefix_space"])
+        # Other vocabularies need xgrammar's full detection, which works on a transformers tokenizer.
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer.folder, local_files_only=True)
+    return xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids)
 
 
 # ---------------------------------------------------------------------------------------------------

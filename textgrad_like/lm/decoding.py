@@ -126,7 +126,8 @@ class _Lane:
 
 class DecodeEngine:
     """Prefill, merge and step rows on a loaded model (the :class:`~textgrad_like.lm.batching.Engine`
-    of a local backend). Every forward pass holds ``loaded.lock`` with the row's adapter active."""
+    of a local backend). Every transformers forward pass holds ``loaded.lock`` with the row's adapter
+    active; base-model rows on the compact decoder need neither."""
 
     def __init__(self, loaded: Any, stop_token_ids: list[int], pad_token_id: int,
                  prefix_cache: PrefixCache | None = None, max_prefill_tokens: int = DEFAULT_MAX_PREFILL_TOKENS) -> None:
@@ -154,11 +155,9 @@ class DecodeEngine:
         """Base-model rows run on the compact decoder when there is one; adapter rows on transformers."""
         return adapter is None and self.decoder is not None
 
-    def _forward(self, adapter: str | None, **inputs: Any) -> Any:
-        if self._compact(adapter):
-            with self.loaded.lock:
-                self.loaded.use_adapter(None)
-                return self.decoder(use_cache=True, **inputs)
+    def _forward(self, adapter: str | None, decode_step: bool = False, **inputs: Any) -> Any:
+        if self._compact(adapter):  # reads only its own weights: no lock, no adapter switching
+            return self.decoder(use_cache=True, decode_step=decode_step, **inputs)
         model = self.loaded.model
         if self._cache_arg is None:
             import inspect
@@ -341,8 +340,8 @@ class DecodeEngine:
     def _step_lane(self, lane: _Lane, torch: Any) -> list[GenerationRow]:
         step_ids = torch.tensor(lane.pending, dtype=torch.long, device=self.device).unsqueeze(1)
         lane.mask = torch.cat([lane.mask, torch.ones_like(step_ids)], dim=1)
-        out = self._forward(lane.adapter, input_ids=step_ids, attention_mask=lane.mask, position_ids=lane.positions,
-                            cache=lane.cache)
+        out = self._forward(lane.adapter, decode_step=True, input_ids=step_ids, attention_mask=lane.mask,
+                            position_ids=lane.positions, cache=lane.cache)
         lane.cache = _cache_of(out)
         lane.positions = lane.positions + 1
         logits = out.logits[:, -1, :].float()

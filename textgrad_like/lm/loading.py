@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -49,6 +50,7 @@ MEASURE_MAX_PARAMETERS = 1_500_000_000  # above this, measuring means copying to
 MEASURE_MIN_PARAMETERS = 50_000_000  # below this, timings are noise and float32 costs nothing
 AUTO_MODES = ("float32", "bfloat16")  # int8 is explicit only: its per-batch activation scale makes a row's
 # tokens depend on the other rows of its batch
+COMPACT_PROTOCOL = 2  # bump when the compact decoder's kernels or the measurement change: remeasure
 COMPACT_AUTO_MODES = ("float32", "bfloat16", "bfloat16+int8")  # int8 *weights* (no activation scale): row-independent
 
 
@@ -176,6 +178,7 @@ def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), con
 
     forward = getattr(model, "forward", model)
     cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+    step_kwargs: dict[str, Any] = {"decode_step": True} if getattr(model, "takes_decode_step", False) else {}
     seconds: list[float] = []
     greedy = []
     with torch.inference_mode():
@@ -185,7 +188,8 @@ def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), con
             for i in range(steps):
                 cache = getattr(out, "cache", None) or out.past_key_values
                 started = time.perf_counter()
-                out = model(input_ids=ids[:batch, context + i:context + i + 1], use_cache=True, **{cache_arg: cache})
+                out = model(input_ids=ids[:batch, context + i:context + i + 1], use_cache=True, **{cache_arg: cache},
+                            **step_kwargs)
                 best = min(best, time.perf_counter() - started)
                 greedy.append(out.logits[:, -1].float().argmax(-1))
             seconds.append(best)
@@ -198,8 +202,9 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
 
     A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
     decode steps of a fixed random prompt (so that constrained outputs stay what float32 would
-    write). It replaces the best mode so far when it is ``min_gain`` times faster at one of the
-    measured widths (1 row, 8 rows) and not more than 5% slower at the other. ``convert(model,
+    write). It replaces the best mode so far when its step time is ``min_gain`` times lower in the
+    geometric mean over the measured widths (1 row and 8 rows: a single stream and a batch count
+    alike). ``convert(model,
     mode)`` builds the candidate (default: a converted copy of a transformers model).
     """
     import torch
@@ -222,9 +227,8 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
             continue
         agreement = float((greedy == base_greedy).float().mean())
         figures[mode] = {"step_ms": [round(t * 1000, 2) for t in seconds], "agreement": round(agreement, 3)}
-        pairs = list(zip(seconds, chosen_seconds, strict=True))
-        if agreement >= min_agreement and any(new * min_gain < old for new, old in pairs) \
-                and all(new <= old * 1.05 for new, old in pairs):
+        ratios = [old / new for new, old in zip(seconds, chosen_seconds, strict=True)]
+        if agreement >= min_agreement and math.prod(ratios) ** (1 / len(ratios)) >= min_gain:
             chosen, chosen_seconds = mode, seconds
         del candidate
     return chosen, figures
@@ -309,6 +313,11 @@ def converted_weights_dir(gguf_path: str, transformers_version: str) -> str:
     return os.path.join(default_cache_dir(), "local_models", hashlib.sha256(key.encode()).hexdigest()[:20])
 
 
+def _plain_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(name) and not name.startswith(".") and os.path.basename(name) == name \
+        and "/" not in name and "\\" not in name
+
+
 def _entry_is_intact(folder: str) -> bool:
     try:
         with open(os.path.join(folder, MANIFEST_FILE), encoding="utf-8") as f:
@@ -316,9 +325,13 @@ def _entry_is_intact(folder: str) -> bool:
         files = manifest["files"]
         if manifest.get("format") != _ENTRY_FORMAT or WEIGHTS_FILE not in files:
             return False
+        if any(not _plain_name(name) for name in files) or set(os.listdir(folder)) - set(files) - {MANIFEST_FILE}:
+            logger.warning("Converted-weights cache %s holds files its manifest does not list.", folder)
+            return False
         for name, expected in files.items():
             path = os.path.join(folder, name)
-            if os.path.getsize(path) != expected["size"] or sampled_hash(path) != expected["sampled_sha256"]:
+            if not os.path.isfile(path) or os.path.islink(path) or os.path.getsize(path) != expected["size"] \
+                    or sampled_hash(path) != expected["sampled_sha256"]:
                 logger.warning("Converted-weights cache %s: %s changed since it was written.", folder, name)
                 return False
         return True
@@ -406,13 +419,15 @@ class LoadedModel:
         self.config = dict(config if config is not None else model.config.to_dict())
         self.eos_token_ids = list(eos_token_ids or [])
         self.lock = threading.RLock()
+        self._build_lock = threading.Lock()
         self.activate: Any = None  # Callable[[str | None], None]; set by the adapter switch
 
     @property
     def model(self) -> Any:
-        """The transformers model (loaded on first use when only the compact decoder was needed so far)."""
+        """The transformers model (loaded on first use when only the compact decoder was needed so far).
+        It is built under its own lock, so base-model decoding goes on meanwhile."""
         if self._model is None:
-            with self.lock:
+            with self._build_lock:
                 if self._model is None:
                     started = time.perf_counter()
                     self._model = self._model_loader()
@@ -459,7 +474,7 @@ def _build_decoder(state: dict[str, Any], config: dict[str, Any], device: str, m
         return None
     try:
         return CompactLlama(state, config, device, mode)
-    except (KeyError, ValueError, RuntimeError) as exc:
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
         logger.warning("Decoding %s through transformers: the compact decoder could not be built (%s: %s).",
                        config.get("model_type"), type(exc).__name__, exc)
         return None
@@ -475,11 +490,15 @@ def _compact_choice(model_key: str, state: dict[str, Any], config: dict[str, Any
     from .compact_llama import CompactLlama
 
     def measure() -> tuple[str, dict[str, Any]]:
-        base = CompactLlama(state, config, "cpu", "float32")
-        return choose_numerics(base, modes=_compact_modes(torch, "cpu"),
-                               convert=lambda _, mode: CompactLlama(state, config, "cpu", mode))
+        try:
+            base = CompactLlama(state, config, "cpu", "float32")
+            return choose_numerics(base, modes=_compact_modes(torch, "cpu"),
+                                   convert=lambda _, mode: CompactLlama(state, config, "cpu", mode))
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            logger.warning("Could not measure numeric modes (%s: %s); using float32.", type(exc).__name__, exc)
+            return "float32", {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
-    return remembered_numerics(model_key + "|compact", None, measure)
+    return remembered_numerics(f"{model_key}|compact|{COMPACT_PROTOCOL}", None, measure)
 
 
 def _size_in_range(parameters: int) -> bool:
@@ -536,6 +555,10 @@ def _load_warm(source: ModelSource, device: str, mode: str, torch: Any, started:
     def build_transformers_model() -> Any:
         import transformers
 
+        if not _entry_is_intact(folder):
+            raise ModelLoadError(f"The converted-weights cache {folder!r} changed after this model was loaded, so the "
+                                 "LoRA/training model would not match the decoder. Delete that folder and load the "
+                                 "model again.")
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="float32")
         if hf_mode != "float32":
             model = apply_mode(model, hf_mode)

@@ -14,6 +14,7 @@ immutable sandbox, as transformers does, so a hostile template cannot reach Pyth
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ class TextTokenizer:
             self.config: dict[str, Any] = json.load(f)
         template_path = os.path.join(folder, TEMPLATE_FILE)
         template = self.config.get("chat_template")
+        if isinstance(template, list):  # named templates: the default one is the chat template
+            template = next((t.get("template") for t in template if isinstance(t, dict)
+                             and t.get("name") == "default"), None)
         if os.path.isfile(template_path):
             with open(template_path, encoding="utf-8") as f:
                 template = f.read()
@@ -57,9 +61,7 @@ class TextTokenizer:
         self.bos_token_id = self._id_of("bos_token")
         self.eos_token_id = self._id_of("eos_token")
         self.unk_token_id = self._id_of("unk_token")
-        pad = self._id_of("pad_token")
-        self.pad_token_id = pad
-        self._clean_up = bool(self.config.get("clean_up_tokenization_spaces", False))
+        self.pad_token_id = self._id_of("pad_token")
 
     def _id_of(self, name: str) -> int | None:
         text = _token_text(self.config.get(name))
@@ -79,13 +81,16 @@ class TextTokenizer:
         return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        text = self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
-        return _clean_up(text) if self._clean_up else text
+        # No clean_up_tokenization_spaces: transformers 5 does not apply it to BPE tokenizers either
+        # (the only kind the compact decoder's architectures use), and it would corrupt JSON and code.
+        return str(self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens))
 
     def batch_decode(self, sequences: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]:
-        texts = self._tokenizer.decode_batch([[int(i) for i in s] for s in sequences],
-                                             skip_special_tokens=skip_special_tokens)
-        return [_clean_up(t) for t in texts] if self._clean_up else list(texts)
+        return list(self._tokenizer.decode_batch([[int(i) for i in s] for s in sequences],
+                                                 skip_special_tokens=skip_special_tokens))
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str | None]:
+        return [self._tokenizer.id_to_token(int(i)) for i in ids]
 
     def _compiled_template(self) -> Any:
         if self._template is None:
@@ -94,10 +99,19 @@ class TextTokenizer:
             def raise_exception(message: str) -> None:
                 raise ValueError(f"The model's chat template refused the messages: {message}")
 
-            environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            def strftime_now(format: str) -> str:
+                return datetime.datetime.now().strftime(format)
+
+            def tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+                       sort_keys: bool = False) -> str:
+                return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                                  sort_keys=sort_keys)
+
+            environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                        extensions=["jinja2.ext.loopcontrols"])
             environment.globals["raise_exception"] = raise_exception
-            environment.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False,
-                                                                                   indent=indent)
+            environment.globals["strftime_now"] = strftime_now
+            environment.filters["tojson"] = tojson
             self._template = environment.from_string(self.chat_template or "")
         return self._template
 
@@ -108,12 +122,6 @@ class TextTokenizer:
         special = {name: _token_text(self.config.get(name)) or ""
                    for name in ("bos_token", "eos_token", "unk_token", "pad_token")}
         text = self._compiled_template().render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                                **special)
+                                                tools=None, documents=None, **special)
         return self.encode(text, add_special_tokens=False) if tokenize else text
 
-
-def _clean_up(text: str) -> str:
-    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
-        text = text.replace(before, after)
-    return text
