@@ -277,3 +277,45 @@ def test_a_cache_entry_with_unlisted_or_odd_files_is_not_trusted(tmp_path):
     manifest["files"]["../outside"] = {"size": 1, "sampled_sha256": "x"}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     assert not _entry_is_intact(str(folder))
+
+
+def test_lora_rows_decode_on_the_compact_decoder_as_peft_computes_them(tiny_dir):
+    """An adapter on every projection, with non-zero B: the compact forward with the adapter's
+    matrices gives the logits of the peft-injected transformers model."""
+    from textgrad_like.lm import LM
+    from textgrad_like.lm.compact_llama import lora_tables
+    from textgrad_like.nn.lora import LoRA
+
+    lm = LM(f"local/{tiny_dir}", dtype="float32", temperature=0.0, max_tokens=4, cache=False)
+    lora = LoRA(lm, r=4, target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                         "down_proj"), seed=0)
+    with torch.no_grad():
+        for name, tensor in lora.switch.parameters_of(lora.adapter_name).items():
+            if ".lora_B." in name:
+                tensor.normal_(0, 0.3)
+    engine = lm.backend.engine
+    tables = lora_tables(lm.backend.model, lora.adapter_name)
+    assert tables is not None and len(tables) == 2 * 7
+    ids, mask, positions = _padded_batch()
+    with torch.inference_mode():
+        compact = engine._forward(lora.adapter_name, input_ids=ids, attention_mask=mask, position_ids=positions)
+        decoder, engine.decoder = engine.decoder, None
+        try:
+            reference = engine._forward(lora.adapter_name, input_ids=ids, attention_mask=mask, position_ids=positions)
+        finally:
+            engine.decoder = decoder
+        base = engine._forward(None, input_ids=ids, attention_mask=mask, position_ids=positions)
+    real = mask.bool()
+    torch.testing.assert_close(compact.logits[real], reference.logits.float()[real], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(compact.logits[real], base.logits[real], atol=1e-3)  # the adapter changed them
+
+
+def test_adapters_the_compact_forward_cannot_compute_fall_back_to_transformers(tiny_dir):
+    from textgrad_like.lm import LM
+    from textgrad_like.lm.compact_llama import lora_tables
+    from textgrad_like.nn.lora import LoRA
+
+    lm = LM(f"local/{tiny_dir}", dtype="float32", temperature=0.0, max_tokens=4, cache=False)
+    lora = LoRA(lm, r=2, target_modules=("q_proj", "lm_head"), seed=0)
+    assert lora_tables(lm.backend.model, lora.adapter_name) is None
+    assert not lm.backend.engine._compact(lora.adapter_name)

@@ -18,8 +18,9 @@ in a batch or after a prefix-cache hit. The int8 copy is a second rounding of th
 float32's. RMSNorm is computed in float32 and cast, as transformers does.
 
 Supported: ``model_type`` ``llama``/``qwen2``/``mistral`` configs with SiLU MLPs, default RoPE and
-no sliding window (:func:`supports`). Anything else — and LoRA adapters, and training — goes through
-the transformers model.
+no sliding window (:func:`supports`). LoRA adapters on the attention and MLP projections are
+applied from the peft-injected transformers model's matrices (:func:`lora_tables`), so adapted rows
+decode here too. Anything else — and training — goes through the transformers model.
 
 The call signature mirrors what the engine passes to a transformers causal LM:
 ``model(input_ids=, attention_mask=, position_ids=, cache=, logits_to_keep=, use_cache=True)``
@@ -213,7 +214,8 @@ class CompactLlama:
 
     def __call__(self, input_ids: Any, attention_mask: Any = None, position_ids: Any = None, cache: Any = None,
                  past_key_values: Any = None, logits_to_keep: int = 0, use_cache: bool = True,
-                 decode_step: bool = False, **_: Any) -> CompactOutput:
+                 decode_step: bool = False, lora: dict[tuple[int, str], list[tuple[Any, Any, float]]] | None = None,
+                 **_: Any) -> CompactOutput:
         torch = self.torch
         functional = torch.nn.functional
         cache = cache if cache is not None else past_key_values
@@ -233,6 +235,8 @@ class CompactLlama:
             h = self._norm(x, block["ln1"])
             q, k, v = self._linear(h, block["qkv"], narrow, block["qkv_bias"]).split(
                 [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
+            if lora:
+                q, k, v = (_with_lora(out, h, lora.get((index, name))) for out, name in ((q, "q"), (k, "k"), (v, "v")))
             q = q.view(rows, tokens, heads, head_dim).transpose(1, 2)
             k = k.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
             v = v.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
@@ -243,15 +247,57 @@ class CompactLlama:
                 v = torch.cat([cache.layers[index].values, v], dim=2)
             layers.append(KVLayer(k, v))
             attended = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads)
-            x = x + self._linear(attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim), block["o"],
-                                 narrow, block["o_bias"])
+            attended = attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim)
+            projected = self._linear(attended, block["o"], narrow, block["o_bias"])
+            x = x + (_with_lora(projected, attended, lora.get((index, "o"))) if lora else projected)
             h = self._norm(x, block["ln2"])
             gate, up = self._linear(h, block["gate_up"], narrow).split([self.intermediate, self.intermediate], dim=-1)
-            x = x + self._linear(functional.silu(gate) * up, block["down"], narrow)
+            if lora:
+                gate, up = _with_lora(gate, h, lora.get((index, "gate"))), _with_lora(up, h, lora.get((index, "up")))
+            hidden = functional.silu(gate) * up
+            down = self._linear(hidden, block["down"], narrow)
+            x = x + (_with_lora(down, hidden, lora.get((index, "down"))) if lora else down)
         if logits_to_keep:
             x = x[:, -int(logits_to_keep):]
         x = self._norm(x, self.norm)
         return CompactOutput(self._linear(x, self.head, narrow), KVCache(layers))
+
+
+def _with_lora(out: Any, x: Any, adapters: list[tuple[Any, Any, float]] | None) -> Any:
+    """``out`` plus the LoRA updates ``B(A(x)) * scaling`` of ``adapters``, computed as peft does: in
+    the adapter's dtype, added to the base output in that dtype, then cast back."""
+    if not adapters:
+        return out
+    total = out.to(adapters[0][0].dtype)
+    for a, b, scaling in adapters:
+        total = total + (x.to(a.dtype) @ a.t() @ b.t()) * scaling
+    return total.to(out.dtype)
+
+
+LORA_MODULES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
+                "down_proj": "down"}
+
+
+def lora_tables(model: Any, adapter: str) -> dict[tuple[int, str], list[tuple[Any, Any, float]]] | None:
+    """The LoRA matrices of ``adapter`` in a peft-injected transformers ``model``, keyed by (layer,
+    projection) for :meth:`CompactLlama.__call__`; None when the adapter has a part the compact forward
+    does not compute (a module outside the attention/MLP projections, DoRA or another variant, a LoRA
+    bias, merged weights), so that the caller runs the transformers model instead."""
+    tables: dict[tuple[int, str], list[tuple[Any, Any, float]]] = {}
+    for name, module in model.named_modules():
+        lora_a = getattr(module, "lora_A", None)
+        if lora_a is None or adapter not in lora_a:
+            continue
+        parts = name.split(".")
+        short = LORA_MODULES.get(parts[-1])
+        if short is None or len(parts) < 4 or parts[-4] != "layers" or not parts[-3].isdigit() \
+                or getattr(module, "merged", False) or adapter in (getattr(module, "lora_variant", {}) or {}) \
+                or (getattr(module, "use_dora", {}) or {}).get(adapter) \
+                or (getattr(module, "lora_bias", {}) or {}).get(adapter):
+            return None
+        tables.setdefault((int(parts[-3]), short), []).append(
+            (lora_a[adapter].weight, module.lora_B[adapter].weight, float(module.scaling[adapter])))
+    return tables
 
 
 def _rotate_half(x: Any, torch: Any) -> Any:

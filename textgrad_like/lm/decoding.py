@@ -152,13 +152,28 @@ class DecodeEngine:
 
     # -- forward passes -----------------------------------------------------------------------------
     def _compact(self, adapter: str | None) -> bool:
-        """Base-model rows run on the compact decoder when there is one; adapter rows on transformers."""
-        return adapter is None and self.decoder is not None
+        """Rows run on the compact decoder when there is one: base-model rows always, adapter rows
+        when the adapter is plain LoRA on the attention/MLP projections (else transformers runs them)."""
+        if self.decoder is None:
+            return False
+        if adapter is None:
+            return True
+        from .compact_llama import lora_tables
+
+        return lora_tables(self.loaded.model, adapter) is not None
 
     def _forward(self, adapter: str | None, decode_step: bool = False, **inputs: Any) -> Any:
-        if self._compact(adapter):  # reads only its own weights: no lock, no adapter switching
+        if self.decoder is not None and adapter is None:  # reads only its own weights: no lock, no switching
             return self.decoder(use_cache=True, decode_step=decode_step, **inputs)
         model = self.loaded.model
+        if self.decoder is not None:
+            from .compact_llama import lora_tables
+
+            with self.loaded.lock:  # training updates the adapter's matrices under this lock
+                self.loaded.use_adapter(adapter)  # checks that the adapter exists
+                tables = lora_tables(model, adapter)
+                if tables is not None:
+                    return self.decoder(use_cache=True, decode_step=decode_step, lora=tables, **inputs)
         if self._cache_arg is None:
             import inspect
 
