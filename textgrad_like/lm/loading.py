@@ -50,7 +50,7 @@ MEASURE_MAX_PARAMETERS = 1_500_000_000  # above this, measuring means copying to
 MEASURE_MIN_PARAMETERS = 50_000_000  # below this, timings are noise and float32 costs nothing
 AUTO_MODES = ("float32", "bfloat16")  # int8 is explicit only: its per-batch activation scale makes a row's
 # tokens depend on the other rows of its batch
-COMPACT_PROTOCOL = 2  # bump when the compact decoder's kernels or the measurement change: remeasure
+COMPACT_PROTOCOL = 4  # bump when the compact decoder's kernels or the measurement change: remeasure
 COMPACT_AUTO_MODES = ("float32", "bfloat16", "bfloat16+int8")  # int8 *weights* (no activation scale): row-independent
 
 
@@ -167,13 +167,15 @@ def _quiet_warnings() -> Any:
 
 
 def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), context: int = 32,
-                  steps: int = 8) -> tuple[list[float], Any]:
+                  steps: int = 8, text_ids: list[int] | None = None) -> tuple[list[float], Any]:
     """Seconds per decode step (the best step at each width of ``batches`` rows) and the greedy next tokens of every decode step of a fixed random
     prompt, fed its own continuation (teacher forcing), for the agreement check: the tokens come
     from the same kernels decoding uses. ``model`` is a transformers model or a CompactLlama."""
     vocab = int(getattr(model, "vocab_size", 0) or getattr(model.config, "vocab_size", 1000))
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(min(100, vocab - 1), vocab, (max(batches), context + steps), generator=generator)
+    if text_ids and len(text_ids) >= context + steps + max(batches):  # rows: the text from different offsets
+        ids = torch.tensor([text_ids[r:r + context + steps] for r in range(max(batches))], dtype=torch.long)
     import inspect
 
     forward = getattr(model, "forward", model)
@@ -197,15 +199,18 @@ def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), con
 
 
 def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreement: float = 0.9,
-                    min_gain: float = 1.2, convert: Any = None) -> tuple[str, dict[str, Any]]:
+                    min_gain: float = 1.2, convert: Any = None,
+                    text_ids: list[int] | None = None) -> tuple[str, dict[str, Any]]:
     """Measure ``modes`` on a float32 CPU ``model`` (unchanged); returns the chosen mode and the figures.
 
     A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
     decode steps of a fixed random prompt (so that constrained outputs stay what float32 would
-    write). It replaces the best mode so far when its step time is ``min_gain`` times lower in the
-    geometric mean over the measured widths (1 row and 8 rows: a single stream and a batch count
-    alike). ``convert(model,
-    mode)`` builds the candidate (default: a converted copy of a transformers model).
+    write). Its gain is float32's step time over its own, as a geometric mean over the measured
+    widths (1 row and 8 rows: a single stream and a batch count alike); the mode with the largest
+    gain of at least ``min_gain`` is chosen, float32 otherwise. ``convert(model,
+    mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
+    (a tokenized English text) makes the agreement check run on text rather than random tokens,
+    where the next token is rarely a coin toss.
     """
     import torch
 
@@ -213,23 +218,25 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
         def convert(original: Any, mode: str) -> Any:
             return apply_mode(copy.deepcopy(original), mode)
     figures: dict[str, Any] = {}
-    base_seconds, base_greedy = _step_seconds(model, torch)
+    base_seconds, base_greedy = _step_seconds(model, torch, text_ids=text_ids)
     figures["float32"] = {"step_ms": [round(t * 1000, 2) for t in base_seconds], "agreement": 1.0}
-    chosen, chosen_seconds = "float32", base_seconds
+    chosen, best_gain = "float32", 1.0
     for mode in modes:
         if mode == "float32":
             continue
         try:
             candidate = convert(model, mode)
-            seconds, greedy = _step_seconds(candidate, torch)
+            seconds, greedy = _step_seconds(candidate, torch, text_ids=text_ids)
         except Exception as exc:  # a mode this CPU/torch build does not run: skip it
             figures[mode] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             continue
         agreement = float((greedy == base_greedy).float().mean())
         figures[mode] = {"step_ms": [round(t * 1000, 2) for t in seconds], "agreement": round(agreement, 3)}
-        ratios = [old / new for new, old in zip(seconds, chosen_seconds, strict=True)]
-        if agreement >= min_agreement and math.prod(ratios) ** (1 / len(ratios)) >= min_gain:
-            chosen, chosen_seconds = mode, seconds
+        ratios = [old / new for new, old in zip(seconds, base_seconds, strict=True)]
+        gain = math.prod(ratios) ** (1 / len(ratios))
+        figures[mode]["gain"] = round(gain, 3)
+        if agreement >= min_agreement and gain >= min_gain and gain > best_gain:
+            chosen, best_gain = mode, gain
         del candidate
     return chosen, figures
 
@@ -484,16 +491,25 @@ def _compact_disabled() -> bool:
     return os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "1") == "0"
 
 
-def _compact_choice(model_key: str, state: dict[str, Any], config: dict[str, Any],
-                    torch: Any) -> tuple[str, dict[str, Any]]:
+AGREEMENT_TEXT = (
+    "The library lends books for three weeks. A reader who returns a book late pays a small fee for each day, "
+    "and the money buys new books for the children's room. On Saturdays volunteers read stories aloud, and in "
+    "winter the reading room stays open until eight in the evening so that students can work in a warm place. "
+    "Last year the library added a shelf of games, a printer anyone may use, and a quiet corner with maps of the "
+    "town as it looked a hundred years ago.")
+
+
+def _compact_choice(model_key: str, state: dict[str, Any], config: dict[str, Any], torch: Any,
+                    tokenizer: Any = None) -> tuple[str, dict[str, Any]]:
     """The numeric mode of the compact decoder on this CPU, measured once and remembered."""
     from .compact_llama import CompactLlama
 
     def measure() -> tuple[str, dict[str, Any]]:
         try:
             base = CompactLlama(state, config, "cpu", "float32")
+            text_ids = [int(t) for t in tokenizer.encode(AGREEMENT_TEXT)] if tokenizer is not None else None
             return choose_numerics(base, modes=_compact_modes(torch, "cpu"),
-                                   convert=lambda _, mode: CompactLlama(state, config, "cpu", mode))
+                                   convert=lambda _, mode: CompactLlama(state, config, "cpu", mode), text_ids=text_ids)
         except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
             logger.warning("Could not measure numeric modes (%s: %s); using float32.", type(exc).__name__, exc)
             return "float32", {"error": f"{type(exc).__name__}: {exc}"[:200]}
@@ -545,7 +561,7 @@ def _load_warm(source: ModelSource, device: str, mode: str, torch: Any, started:
     figures: dict[str, Any] = {}
     if mode == "auto":
         parameters = sum(int(t.numel()) for t in state.values())
-        mode, figures = (_compact_choice(_model_key(source), state, config, torch) if device == "cpu"
+        mode, figures = (_compact_choice(_model_key(source), state, config, torch, tokenizer) if device == "cpu"
                          and _size_in_range(parameters) else ("float32", {}))
     decoder = _build_decoder(state, config, device, mode)
     if decoder is None:
@@ -601,7 +617,7 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
         if not _size_in_range(sum(p.numel() for p in model.parameters())):
             mode = "float32"
         elif compact:
-            mode, figures = _compact_choice(_model_key(source), model.state_dict(), config, torch)
+            mode, figures = _compact_choice(_model_key(source), model.state_dict(), config, torch, tokenizer)
         else:
             mode, figures = remembered_numerics(_model_key(source), model)
     if not compact and mode == "bfloat16+int8":
