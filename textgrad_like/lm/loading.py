@@ -477,7 +477,7 @@ def _build_decoder(state: dict[str, Any], config: dict[str, Any], device: str, m
     unsupported architecture, or a failure building it: then the transformers model decodes)."""
     from .compact_llama import CompactLlama, supports
 
-    if mode == "int8" or not supports(config) or _compact_disabled():
+    if mode == "int8" or not supports(config) or _compact_disabled() or not _compact_on(device):
         return None
     try:
         return CompactLlama(state, config, device, mode)
@@ -489,6 +489,12 @@ def _build_decoder(state: dict[str, Any], config: dict[str, Any], device: str, m
 
 def _compact_disabled() -> bool:
     return os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "1") == "0"
+
+
+def _compact_on(device: str) -> bool:
+    """The compact decoder runs on the CPU, where transformers' per-op overhead is the cost; on a GPU
+    transformers decodes unless ``TEXTGRAD_LIKE_COMPACT_DECODER=1`` asks for it (not yet measured there)."""
+    return device == "cpu" or os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "") == "1"
 
 
 AGREEMENT_TEXT = (
@@ -534,7 +540,7 @@ def _load_warm(source: ModelSource, device: str, mode: str, torch: Any, started:
     from .text_tokenizer import TextTokenizer, can_load
 
     if not (source.gguf_file and source.is_local and _weights_cache_enabled()) or mode == "int8" \
-            or _compact_disabled():
+            or _compact_disabled() or not _compact_on(device):
         return None
     try:
         folder = converted_weights_dir(os.path.join(source.path, source.gguf_file), version("transformers"))
