@@ -68,8 +68,24 @@ def make_program(task: Any) -> Any:
     return dspy.ChainOfThought("question -> answer")
 
 
-def optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int, args: argparse.Namespace) -> Any:
-    """Compile the task's program with optimizer ``name`` (selection on ``dev`` only; never on test)."""
+def optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int, args: argparse.Namespace,
+             used: list[Any] | None = None) -> Any:
+    """Compile the task's program with optimizer ``name`` (selection on ``dev`` only; never on test).
+    The optimizer object is appended to ``used`` (for its proposal-screening counts)."""
+    program, optimizer = _optimize(name, task, train, dev, seed, args)
+    if used is not None and optimizer is not None:
+        used.append(optimizer)
+    return program
+
+
+def proposal_counts(optimizer: Any) -> tuple[int, int] | None:
+    """(accepted, tried) instruction proposals of an instruction-search optimizer, else None."""
+    stats = (getattr(optimizer, "search_state", None) or {}).get("proposals")
+    return (int(stats["accepted"]), int(stats["tried"])) if stats else None
+
+
+def _optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int,
+              args: argparse.Namespace) -> tuple[Any, Any]:
     from textgrad_like.optim.better_together import BetterTogether
     from textgrad_like.optim.bootstrap import BootstrapFewShot
     from textgrad_like.optim.copro import COPRO
@@ -83,39 +99,42 @@ def optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int, 
     metric, student, k = task.metric, make_program(task), args.demos
     train_kwargs = {"epochs": args.epochs, "learning_rate": args.lr, "batch_size": 4, "r": 8, "seed": seed}
     if name == "zero_shot":
-        return student
+        return student, None
     if name == "labeled":
-        return LabeledFewShot(k=k).compile(student, trainset=random.Random(seed).sample(train, len(train)))
+        labeled = LabeledFewShot(k=k)
+        return labeled.compile(student, trainset=random.Random(seed).sample(train, len(train))), labeled
     if name == "bootstrap":
-        return BootstrapFewShot(metric=metric, max_bootstrapped_demos=k, max_labeled_demos=k).compile(
-            student, trainset=train, num_threads=args.threads)
+        bootstrap = BootstrapFewShot(metric=metric, max_bootstrapped_demos=k, max_labeled_demos=k)
+        return bootstrap.compile(student, trainset=train, num_threads=args.threads), bootstrap
     if name == "random_search":
-        return BootstrapRS(metric=metric, max_bootstrapped_demos=k, max_labeled_demos=k,
-                           num_candidate_programs=args.candidates, num_threads=args.threads).compile(
-            student, trainset=train, valset=dev)
+        search = BootstrapRS(metric=metric, max_bootstrapped_demos=k, max_labeled_demos=k,
+                             num_candidate_programs=args.candidates, num_threads=args.threads)
+        return search.compile(student, trainset=train, valset=dev), search
     if name == "knn":
-        return KNNFewShot(k=k, trainset=train, max_bootstrapped_demos=k, max_labeled_demos=k).compile(
-            student, trainset=train)
+        knn = KNNFewShot(k=k, trainset=train, max_bootstrapped_demos=k, max_labeled_demos=k)
+        return knn.compile(student, trainset=train), knn
     if name == "mipro":
-        return MIPROv2(metric=metric, auto=None, num_candidates=args.candidates, max_bootstrapped_demos=k,
-                       max_labeled_demos=k, num_threads=args.threads, seed=seed).compile(
-            student, trainset=train, valset=dev, num_trials=args.trials, minibatch=False, view_data_batch_size=5)
+        mipro = MIPROv2(metric=metric, auto=None, num_candidates=args.candidates, max_bootstrapped_demos=k,
+                        max_labeled_demos=k, num_threads=args.threads, seed=seed)
+        return mipro.compile(student, trainset=train, valset=dev, num_trials=args.trials, minibatch=False,
+                             view_data_batch_size=5), mipro
     if name == "copro":
-        return COPRO(metric=metric, breadth=max(2, args.candidates), depth=2, seed=seed).compile(
-            student, trainset=dev, eval_kwargs={"num_threads": args.threads})
+        copro = COPRO(metric=metric, breadth=max(2, args.candidates), depth=2, seed=seed)
+        return copro.compile(student, trainset=dev, eval_kwargs={"num_threads": args.threads}), copro
     if name == "finetune":
-        return BootstrapFinetune(metric=metric, targets="gold", early_stopping=args.patience,
-                                 train_kwargs=train_kwargs, num_threads=args.threads).compile(student, trainset=train, valset=dev,
-                                                                   disable_progress=True)
+        finetune = BootstrapFinetune(metric=metric, targets="gold", early_stopping=args.patience,
+                                     train_kwargs=train_kwargs, num_threads=args.threads)
+        return finetune.compile(student, trainset=train, valset=dev, disable_progress=True), finetune
     if name == "finetune_search":
         return search_finetune(student, train, dev, metric, n_trials=args.search_trials, seed=seed,
-                               train_kwargs={"batch_size": 4}, num_threads=args.threads).program
+                               train_kwargs={"batch_size": 4}, num_threads=args.threads).program, None
     if name == "better_together":
         weights = BootstrapFinetune(metric=metric, targets="gold", early_stopping=args.patience,
                                     train_kwargs=train_kwargs, num_threads=args.threads)
-        prompts = LabeledFewShot(k=k)
-        return BetterTogether(metric=metric, prompt_optimizer=prompts, weight_optimizer=weights, seed=seed).compile(
-            student, trainset=train, valset=dev, strategy="auto", num_threads=args.threads)
+        together = BetterTogether(metric=metric, prompt_optimizer=LabeledFewShot(k=k), weight_optimizer=weights,
+                                  seed=seed)
+        return together.compile(student, trainset=train, valset=dev, strategy="auto",
+                                num_threads=args.threads), together
     raise SystemExit(f"unknown optimizer {name!r}; choose from {', '.join(ALL)}")
 
 
@@ -197,9 +216,14 @@ def main() -> int:
                 if name == "zero_shot" and zero_shot_outcome is not None:
                     outcome, paid = zero_shot_outcome, 0  # no training data, temperature 0: the same every seed
                 else:
+                    used: list[Any] = []
                     with count_calls() as calls:
-                        program = optimize(name, task, train, dev, seed, args)
+                        program = optimize(name, task, train, dev, seed, args, used)
                     paid = calls.calls
+                    proposals = proposal_counts(used[0]) if used else None
+                    if proposals is not None:
+                        results.setdefault(name, {"score": [], "calls": [], "seconds": [], "collapsed": []}
+                                           ).setdefault("proposals", []).append(proposals)
                     outcome = evaluate_program(program, test, task.metric, num_threads=args.threads)
                     if name == "zero_shot":
                         zero_shot_outcome = outcome
@@ -224,8 +248,11 @@ def main() -> int:
             if zero is not None and name != "zero_shot":
                 verdict = "yes" if mean - zero[0] > max(se, zero[1]) else "no"
             collapsed = f"{sum(row['collapsed'])}/{len(row['collapsed'])}"
+            proposals = row.get("proposals")
+            screened = (f"  instructions accepted/tried {sum(a for a, _ in proposals)}/{sum(t for _, t in proposals)}"
+                        if proposals else "")
             print(f"  {name:>15}  {mean:6.1f} ± {se:4.1f}  {statistics.fmean(row['calls']):9.0f}  "
-                  f"{statistics.fmean(row['seconds']):8.0f}  {collapsed:>9}  {verdict}")
+                  f"{statistics.fmean(row['seconds']):8.0f}  {collapsed:>9}  {verdict}{screened}")
             points.setdefault(name, []).append((statistics.fmean(row["calls"]), mean))
     print(f"\ntotal time {time.time() - started:.0f}s")
     try:
