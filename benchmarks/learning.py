@@ -1,6 +1,6 @@
 """What the optimizers learn, on data they never saw: every optimizer, several bundled tasks, several seeds.
 
-    python benchmarks/learning.py                                   # default settings (about an hour on 2 idle cores)
+    python benchmarks/learning.py                                   # default settings (72 min on 2 idle cores)
     python benchmarks/learning.py --optimizers all                  # every optimizer (several hours on 2 cores)
     python benchmarks/learning.py --tasks wine,breast_cancer --optimizers zero_shot,finetune,finetune_search
     python benchmarks/learning.py --quick                           # one seed, small splits: a smoke run
@@ -19,7 +19,7 @@ same test split. Zero-shot uses no training data and decodes at temperature 0, s
 per task and that score stands for every seed.
 
 The default run (4 optimizers: zero-shot, LabeledFewShot, BootstrapFewShot and gold-label LoRA
-with early stopping; 5 tasks; 3 seeds) takes about an hour on 2 cores. The search optimizers
+with early stopping; 5 tasks; 3 seeds) took 72 minutes on 2 idle cores, the LoRA runs 60% of it. The search optimizers
 (BootstrapRS, KNNFewShot, MIPROv2, COPRO, the optuna LoRA search, BetterTogether) each cost 2-10
 times more per run; name them with ``--optimizers`` or run ``--optimizers all``.
 """
@@ -46,7 +46,7 @@ from textgrad_like.optim._calls import count_calls, evaluate_program  # noqa: E4
 TASKS = ("classification", "counting", "wine", "breast_cancer", "arithmetic")
 ALL = ("zero_shot", "labeled", "bootstrap", "random_search", "knn", "mipro", "copro", "finetune", "finetune_search",
        "better_together")
-DEFAULT = ("zero_shot", "labeled", "bootstrap", "finetune")  # fits an hour on 2 cores; `--optimizers all` takes hours
+DEFAULT = ("zero_shot", "labeled", "bootstrap", "finetune")  # ~72 min on 2 cores; `--optimizers all` takes hours
 OUTPUT_FIELD = {"classification": "label", "counting": "count", "wine": "label", "breast_cancer": "label",
                 "arithmetic": "answer"}
 
@@ -68,24 +68,16 @@ def make_program(task: Any) -> Any:
     return dspy.ChainOfThought("question -> answer")
 
 
-def optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int, args: argparse.Namespace,
-             used: list[Any] | None = None) -> Any:
-    """Compile the task's program with optimizer ``name`` (selection on ``dev`` only; never on test).
-    The optimizer object is appended to ``used`` (for its proposal-screening counts)."""
-    program, optimizer = _optimize(name, task, train, dev, seed, args)
-    if used is not None and optimizer is not None:
-        used.append(optimizer)
-    return program
-
-
 def proposal_counts(optimizer: Any) -> tuple[int, int] | None:
     """(accepted, tried) instruction proposals of an instruction-search optimizer, else None."""
     stats = (getattr(optimizer, "search_state", None) or {}).get("proposals")
     return (int(stats["accepted"]), int(stats["tried"])) if stats else None
 
 
-def _optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int,
-              args: argparse.Namespace) -> tuple[Any, Any]:
+def optimize(name: str, task: Any, train: list[Any], dev: list[Any], seed: int,
+             args: argparse.Namespace) -> tuple[Any, Any]:
+    """Compile the task's program with optimizer ``name`` (selection on ``dev`` only; never on test);
+    returns the program and the optimizer (None for zero-shot and the optuna search)."""
     from textgrad_like.optim.better_together import BetterTogether
     from textgrad_like.optim.bootstrap import BootstrapFewShot
     from textgrad_like.optim.copro import COPRO
@@ -213,21 +205,19 @@ def main() -> int:
             train = training_sample(task, field, args.train_size, seed)
             for name in names:
                 t0 = time.time()
+                row = results.setdefault(name, {"score": [], "calls": [], "seconds": [], "collapsed": []})
                 if name == "zero_shot" and zero_shot_outcome is not None:
                     outcome, paid = zero_shot_outcome, 0  # no training data, temperature 0: the same every seed
                 else:
-                    used: list[Any] = []
                     with count_calls() as calls:
-                        program = optimize(name, task, train, dev, seed, args, used)
+                        program, optimizer = optimize(name, task, train, dev, seed, args)
                     paid = calls.calls
-                    proposals = proposal_counts(used[0]) if used else None
+                    proposals = proposal_counts(optimizer)
                     if proposals is not None:
-                        results.setdefault(name, {"score": [], "calls": [], "seconds": [], "collapsed": []}
-                                           ).setdefault("proposals", []).append(proposals)
+                        row.setdefault("proposals", []).append(proposals)
                     outcome = evaluate_program(program, test, task.metric, num_threads=args.threads)
                     if name == "zero_shot":
                         zero_shot_outcome = outcome
-                row = results.setdefault(name, {"score": [], "calls": [], "seconds": [], "collapsed": []})
                 row["score"].append(outcome.score)
                 row["calls"].append(paid)
                 row["seconds"].append(time.time() - t0)

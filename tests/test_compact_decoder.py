@@ -101,10 +101,10 @@ def test_int8_weights_serve_decode_steps_and_stay_close():
     from textgrad_like.lm.compact_llama import _quantize_rows
 
     quantized, scales = _quantize_rows(weight, torch)
-    compact.narrow = {id(weight): (quantized, scales.to(torch.bfloat16))}
+    compact.int8_weights = {id(weight): (quantized, scales.to(torch.bfloat16))}
     x = torch.randn(1, 5, 64).to(torch.bfloat16)
-    wide = compact._linear(x, weight, narrow=False).float()
-    narrow = compact._linear(x, weight, narrow=True).float()
+    wide = compact._linear(x, weight, int8=False).float()
+    narrow = compact._linear(x, weight, int8=True).float()
     assert not torch.equal(wide, narrow)  # the int8 kernel ran
     assert (narrow - wide).norm() / wide.norm() < 0.02
 
@@ -188,13 +188,13 @@ def test_warm_load_of_the_embedded_model_skips_transformers_and_builds_it_on_dem
 
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
 def test_int8_mode_end_to_end_on_a_tiny_model(tiny_dir):
-    """LM(dtype='bfloat16+int8') decodes through the compact decoder with int8 weights for narrow steps."""
+    """LM(dtype='bfloat16+int8') decodes through the compact decoder with int8 weights for decode steps."""
     from textgrad_like.lm import LM
 
     lm = LM(f"local/{tiny_dir}", dtype="bfloat16+int8", temperature=0.0, max_tokens=6, cache=False)
     text = lm("hello")[0]
     decoder = lm.backend.decoder
-    assert isinstance(text, str) and decoder.mode == "bfloat16+int8" and decoder.narrow
+    assert isinstance(text, str) and decoder.mode == "bfloat16+int8" and decoder.int8_weights
     assert lm.backend.model.dtype == torch.bfloat16  # the transformers model (LoRA, training) runs in bf16
 
 
@@ -212,7 +212,7 @@ def test_int8_weights_skip_widths_the_kernel_cannot_take():
     if not hasattr(torch, "_weight_int8pack_mm"):
         pytest.skip("torch has no int8 weight kernel here")
     compact = CompactLlama(state, config, "cpu", "bfloat16+int8")
-    assert len(compact.narrow) == 1  # only down_proj (input width 32); width 8 would crash the kernel
+    assert len(compact.int8_weights) == 1  # only down_proj (input width 32); width 8 would crash the kernel
     out = compact(input_ids=torch.tensor([[1]]))
     assert out.logits.shape == (1, 1, 20) and torch.isfinite(out.logits).all()
 
@@ -319,3 +319,22 @@ def test_adapters_the_compact_forward_cannot_compute_fall_back_to_transformers(t
     lora = LoRA(lm, r=2, target_modules=("q_proj", "lm_head"), seed=0)
     assert lora_tables(lm.backend.model, lora.adapter_name) is None
     assert not lm.backend.engine._compact(lora.adapter_name)
+
+
+def test_cached_lora_matrices_follow_adapters_that_are_released_and_added_again(tiny_dir):
+    import gc
+
+    from textgrad_like.lm import LM
+    from textgrad_like.nn.lora import LoRA
+
+    lm = LM(f"local/{tiny_dir}", dtype="float32", temperature=0.0, max_tokens=4, cache=False)
+    engine = lm.backend.engine
+    first = LoRA(lm, r=2, name="again", seed=0)
+    old = engine._lora_tables(first.adapter_name)[(0, "q")][0][0]
+    del first
+    gc.collect()
+    second = LoRA(lm, r=2, name="again", seed=1)
+    assert second.adapter_name == "again"
+    new = engine._lora_tables("again")[(0, "q")][0][0]
+    assert new is not old
+    assert any(new is tensor for tensor in second.tensors())

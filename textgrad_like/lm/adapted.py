@@ -94,6 +94,7 @@ class AdapterSwitch:
                         f"{str(exc).rstrip('.')}. Pick target_modules among this model's linear layers: "
                         f"{linear_module_names(self.model)}.") from None
             self._refresh_layers()
+            self.loaded.adapter_generation += 1  # decoders that cached adapter matrices look again
             self._owners[name] = weakref.ref(owner)
             weakref.finalize(owner, self._schedule_release, name)
             self._current = False
@@ -123,6 +124,7 @@ class AdapterSwitch:
                         warnings.simplefilter("ignore")
                         layer.delete_adapter(name)
             self._current = False
+            self.loaded.adapter_generation += 1
             logger.debug("Released LoRA adapter %r", name)
 
     def parameters_of(self, adapter_name: str) -> dict[str, Any]:

@@ -158,7 +158,7 @@ class CompactLlama:
         theta = _rope_theta(config)
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device)
                                          / self.head_dim))
-        self.narrow: dict[int, tuple[Any, Any]] = {}  # id(weight) -> (int8 weight [out, in], bf16 scales)
+        self.int8_weights: dict[int, tuple[Any, Any]] = {}  # id(weight) -> (int8 weight [out, in], bf16 scales)
         if mode == "bfloat16+int8":
             if device != "cpu" or not int8_kernel_available(torch):
                 raise ValueError("mode 'bfloat16+int8' needs torch._weight_int8pack_mm on the CPU; use 'bfloat16'.")
@@ -166,20 +166,12 @@ class CompactLlama:
                 if weight.shape[1] % INT8_K_MULTIPLE:
                     continue  # the kernel needs this input width (torch 2.13 crashes on others): stay bf16
                 quantized, scales = _quantize_rows(weight, torch)
-                self.narrow[id(weight)] = (quantized, scales.to(torch.bfloat16))
+                self.int8_weights[id(weight)] = (quantized, scales.to(torch.bfloat16))
 
     # -- the forward pass -----------------------------------------------------------------------------
-    def parameters_count(self) -> int:
-        seen: dict[int, Any] = {id(self.embed): self.embed, id(self.head): self.head, id(self.norm): self.norm}
-        for block in self.blocks:
-            for value in block.values():
-                if value is not None:
-                    seen[id(value)] = value
-        return sum(int(t.numel()) for t in seen.values())
-
-    def _linear(self, x: Any, weight: Any, narrow: bool, bias: Any = None) -> Any:
+    def _linear(self, x: Any, weight: Any, int8: bool, bias: Any = None) -> Any:
         torch = self.torch
-        packed = self.narrow.get(id(weight)) if narrow else None
+        packed = self.int8_weights.get(id(weight)) if int8 else None
         if packed is None:
             return torch.nn.functional.linear(x, weight, bias)
         shape = x.shape  # int8 weights, bfloat16 activations
@@ -225,7 +217,7 @@ class CompactLlama:
             attention_mask = torch.ones((rows, past + tokens), dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
-        narrow = bool(self.narrow) and decode_step and tokens == 1
+        int8 = bool(self.int8_weights) and decode_step and tokens == 1
         mask = self._mask(attention_mask, past, tokens)
         cos, sin = self._rotary(position_ids)
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
@@ -233,7 +225,7 @@ class CompactLlama:
         layers: list[KVLayer] = []
         for index, block in enumerate(self.blocks):
             h = self._norm(x, block["ln1"])
-            q, k, v = self._linear(h, block["qkv"], narrow, block["qkv_bias"]).split(
+            q, k, v = self._linear(h, block["qkv"], int8, block["qkv_bias"]).split(
                 [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
             if lora:
                 q, k, v = (_with_lora(out, h, lora.get((index, name))) for out, name in ((q, "q"), (k, "k"), (v, "v")))
@@ -248,19 +240,19 @@ class CompactLlama:
             layers.append(KVLayer(k, v))
             attended = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads)
             attended = attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim)
-            projected = self._linear(attended, block["o"], narrow, block["o_bias"])
+            projected = self._linear(attended, block["o"], int8, block["o_bias"])
             x = x + (_with_lora(projected, attended, lora.get((index, "o"))) if lora else projected)
             h = self._norm(x, block["ln2"])
-            gate, up = self._linear(h, block["gate_up"], narrow).split([self.intermediate, self.intermediate], dim=-1)
+            gate, up = self._linear(h, block["gate_up"], int8).split([self.intermediate, self.intermediate], dim=-1)
             if lora:
                 gate, up = _with_lora(gate, h, lora.get((index, "gate"))), _with_lora(up, h, lora.get((index, "up")))
             hidden = functional.silu(gate) * up
-            down = self._linear(hidden, block["down"], narrow)
+            down = self._linear(hidden, block["down"], int8)
             x = x + (_with_lora(down, hidden, lora.get((index, "down"))) if lora else down)
         if logits_to_keep:
             x = x[:, -int(logits_to_keep):]
         x = self._norm(x, self.norm)
-        return CompactOutput(self._linear(x, self.head, narrow), KVCache(layers))
+        return CompactOutput(self._linear(x, self.head, int8), KVCache(layers))
 
 
 def _with_lora(out: Any, x: Any, adapters: list[tuple[Any, Any, float]] | None) -> Any:

@@ -143,6 +143,7 @@ class DecodeEngine:
         #: running totals: prefill and decode seconds, prompt tokens prefilled, decode steps
         self.stats = {"prefill_s": 0.0, "prefill_tokens": 0, "decode_s": 0.0, "decode_steps": 0}
         self._cache_arg: str | None = None
+        self._lora: dict[str, tuple[int, Any]] = {}  # adapter -> (adapter generation, its LoRA matrices)
 
     def active(self) -> int:
         return sum(len(lane.rows) for lane in self.lanes.values())
@@ -156,22 +157,29 @@ class DecodeEngine:
         when the adapter is plain LoRA on the attention/MLP projections (else transformers runs them)."""
         if self.decoder is None:
             return False
-        if adapter is None:
-            return True
-        from .compact_llama import lora_tables
+        return adapter is None or self._lora_tables(adapter) is not None
 
-        return lora_tables(self.loaded.model, adapter) is not None
+    def _lora_tables(self, adapter: str) -> Any:
+        """The adapter's LoRA matrices for the compact decoder (None: transformers must run it). The
+        walk over the model's modules costs ~5 ms, so it is redone only when adapters change; the
+        matrices themselves are the live parameters, which training updates in place."""
+        generation = self.loaded.adapter_generation
+        hit = self._lora.get(adapter)
+        if hit is None or hit[0] != generation:
+            from .compact_llama import lora_tables
+
+            hit = (generation, lora_tables(self.loaded.model, adapter))
+            self._lora[adapter] = hit
+        return hit[1]
 
     def _forward(self, adapter: str | None, decode_step: bool = False, **inputs: Any) -> Any:
         if self.decoder is not None and adapter is None:  # reads only its own weights: no lock, no switching
             return self.decoder(use_cache=True, decode_step=decode_step, **inputs)
         model = self.loaded.model
         if self.decoder is not None:
-            from .compact_llama import lora_tables
-
             with self.loaded.lock:  # training updates the adapter's matrices under this lock
                 self.loaded.use_adapter(adapter)  # checks that the adapter exists
-                tables = lora_tables(model, adapter)
+                tables = self._lora_tables(adapter)
                 if tables is not None:
                     return self.decoder(use_cache=True, decode_step=decode_step, lora=tables, **inputs)
         if self._cache_arg is None:

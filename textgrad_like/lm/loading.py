@@ -10,9 +10,10 @@ converted-weights cache that makes every load after the first one fast.
   file of an entry has its size and a sampled hash in ``manifest.json`` (written last); an entry
   that fails the check, or that transformers cannot read, is converted again and replaced.
   ``TEXTGRAD_LIKE_WEIGHTS_CACHE=0`` turns the cache off.
-* :func:`choose_numerics` times one decode step in float32 and bfloat16 and keeps bfloat16 when it
-  is clearly faster and its greedy next tokens agree with float32's (CPU only, models of 50M-1.5B
-  parameters, measured once per model and machine, remembered in ``<cache dir>/local_numerics.json``).
+* :func:`choose_numerics` times decode steps at 1 and 8 rows in each numeric mode (float32,
+  bfloat16 and, for the compact decoder, bfloat16 with int8 decode weights) and keeps the fastest
+  whose greedy tokens agree with float32's (CPU only, models of 50M-1.5B parameters, measured once
+  per model and machine, remembered in ``<cache dir>/local_numerics.json``).
   Dynamic int8 (``dtype="int8"``) is never chosen by itself: its activation scale is computed per
   batch, so a row's tokens would depend on its neighbours.
 
@@ -138,7 +139,7 @@ def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
     if name in ("float32", "bfloat16", "float16"):
         return name
     raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16', "
-                             "'bfloat16+int8' (int8 weights for narrow decode steps, CPU only) or 'int8' (dynamic "
+                             "'bfloat16+int8' (int8 weights for decode steps, CPU only) or 'int8' (dynamic "
                              "int8 quantisation of the linear layers, CPU only).")
 
 
@@ -168,9 +169,10 @@ def _quiet_warnings() -> Any:
 
 def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), context: int = 32,
                   steps: int = 8, text_ids: list[int] | None = None) -> tuple[list[float], Any]:
-    """Seconds per decode step (the best step at each width of ``batches`` rows) and the greedy next tokens of every decode step of a fixed random
-    prompt, fed its own continuation (teacher forcing), for the agreement check: the tokens come
-    from the same kernels decoding uses. ``model`` is a transformers model or a CompactLlama."""
+    """Seconds per decode step (the best step at each width of ``batches`` rows) and the greedy next
+    tokens of every decode step of a fixed prompt (``text_ids``, else random tokens) fed its own
+    continuation (teacher forcing), for the agreement check: the tokens come from the same kernels
+    decoding uses. ``model`` is a transformers model or a CompactLlama."""
     vocab = int(getattr(model, "vocab_size", 0) or getattr(model.config, "vocab_size", 1000))
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(min(100, vocab - 1), vocab, (max(batches), context + steps), generator=generator)
@@ -204,8 +206,7 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
     """Measure ``modes`` on a float32 CPU ``model`` (unchanged); returns the chosen mode and the figures.
 
     A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
-    decode steps of a fixed random prompt (so that constrained outputs stay what float32 would
-    write). Its gain is float32's step time over its own, as a geometric mean over the measured
+    decode steps of a fixed prompt (so that constrained outputs stay what float32 would write). Its gain is float32's step time over its own, as a geometric mean over the measured
     widths (1 row and 8 rows: a single stream and a batch count alike); the mode with the largest
     gain of at least ``min_gain`` is chosen, float32 otherwise. ``convert(model,
     mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
@@ -428,6 +429,7 @@ class LoadedModel:
         self.lock = threading.RLock()
         self._build_lock = threading.Lock()
         self.activate: Any = None  # Callable[[str | None], None]; set by the adapter switch
+        self.adapter_generation = 0  # bumped by the adapter switch whenever adapters are added or released
 
     @property
     def model(self) -> Any:
@@ -441,10 +443,6 @@ class LoadedModel:
                     logger.info("Built the transformers model of %s for LoRA/training in %.1f s.", self.source.path,
                                 time.perf_counter() - started)
         return self._model
-
-    @property
-    def model_is_loaded(self) -> bool:
-        return self._model is not None
 
     def use_adapter(self, name: str | None) -> None:
         """Make ``name`` the active LoRA adapter (``None``: the base model); call it with ``lock`` held."""
@@ -477,7 +475,7 @@ def _build_decoder(state: dict[str, Any], config: dict[str, Any], device: str, m
     unsupported architecture, or a failure building it: then the transformers model decodes)."""
     from .compact_llama import CompactLlama, supports
 
-    if mode == "int8" or not supports(config) or _compact_disabled() or not _compact_on(device):
+    if mode == "int8" or not supports(config) or not _compact_allowed(device):
         return None
     try:
         return CompactLlama(state, config, device, mode)
@@ -487,14 +485,12 @@ def _build_decoder(state: dict[str, Any], config: dict[str, Any], device: str, m
         return None
 
 
-def _compact_disabled() -> bool:
-    return os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "1") == "0"
-
-
-def _compact_on(device: str) -> bool:
-    """The compact decoder runs on the CPU, where transformers' per-op overhead is the cost; on a GPU
-    transformers decodes unless ``TEXTGRAD_LIKE_COMPACT_DECODER=1`` asks for it (not yet measured there)."""
-    return device == "cpu" or os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "") == "1"
+def _compact_allowed(device: str) -> bool:
+    """``TEXTGRAD_LIKE_COMPACT_DECODER``: ``0`` never uses the compact decoder, ``1`` uses it on any
+    device; unset, it runs on the CPU (where transformers' per-op overhead is the cost) and a GPU
+    keeps transformers (the compact decoder is not yet measured there)."""
+    setting = os.environ.get("TEXTGRAD_LIKE_COMPACT_DECODER", "")
+    return setting != "0" and (device == "cpu" or setting == "1")
 
 
 AGREEMENT_TEXT = (
@@ -540,7 +536,7 @@ def _load_warm(source: ModelSource, device: str, mode: str, torch: Any, started:
     from .text_tokenizer import TextTokenizer, can_load
 
     if not (source.gguf_file and source.is_local and _weights_cache_enabled()) or mode == "int8" \
-            or _compact_disabled() or not _compact_on(device):
+            or not _compact_allowed(device):
         return None
     try:
         folder = converted_weights_dir(os.path.join(source.path, source.gguf_file), version("transformers"))
@@ -567,8 +563,8 @@ def _load_warm(source: ModelSource, device: str, mode: str, torch: Any, started:
     figures: dict[str, Any] = {}
     if mode == "auto":
         parameters = sum(int(t.numel()) for t in state.values())
-        mode, figures = (_compact_choice(_model_key(source), state, config, torch, tokenizer) if device == "cpu"
-                         and _size_in_range(parameters) else ("float32", {}))
+        mode, figures = (_compact_choice(_model_key(source), state, config, torch, tokenizer)
+                         if _size_in_range(parameters) else ("float32", {}))
     decoder = _build_decoder(state, config, device, mode)
     if decoder is None:
         return None
@@ -617,7 +613,7 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
     config = model.config.to_dict()
     from .compact_llama import supports
 
-    compact = supports(config) and not _compact_disabled()
+    compact = supports(config) and _compact_allowed(device)
     figures: dict[str, Any] = {}
     if mode == "auto":
         if not _size_in_range(sum(p.numel() for p in model.parameters())):

@@ -89,9 +89,6 @@ class TextTokenizer:
         return list(self._tokenizer.decode_batch([[int(i) for i in s] for s in sequences],
                                                  skip_special_tokens=skip_special_tokens))
 
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str | None]:
-        return [self._tokenizer.id_to_token(int(i)) for i in ids]
-
     def _compiled_template(self) -> Any:
         if self._template is None:
             from jinja2.sandbox import ImmutableSandboxedEnvironment
