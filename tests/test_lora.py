@@ -266,6 +266,41 @@ def test_sft_backward_gives_gradients_and_adamw_lowers_the_loss(tiny_lm):
     assert loss.num_tokens > 0 and len(loss.examples) == 2
 
 
+def test_sft_loss_gathers_reply_logits_as_the_full_forward_computes_them(tiny_lm):
+    """The loss (and its LoRA gradients) from the hidden states gathered at the reply positions equal
+    a cross-entropy over the full forward's logits, for rows of different lengths (left padding)."""
+    import torch
+
+    from textgrad_like.autograd import sft
+    from textgrad_like.autograd.sft import SFTLoss
+
+    program = _program(tiny_lm, seed=17)
+    steps = _steps(program)
+    steps[1] = (steps[1][0], {"text": "What is my balance after the transfer I made on Monday morning?"}, steps[1][2])
+    loss = SFTLoss()(steps)
+    examples = loss.examples
+    assert len({len(e.prompt_ids) + len(e.completion_ids) for e in examples}) == 2
+    with examples[0].lora.switch.using(examples[0].lora.adapter_name, train=True) as model:
+        assert sft._plain_head_parts(model) is not None  # the tiny model is a llama: the gathered path runs
+        loss.backward()
+        gathered = [t.grad.clone() for t in examples[0].lora.tensors()]
+        program.zero_grad()
+        total = None
+        for ex in examples:  # one sequence at a time, no padding, every position's logits
+            ids = torch.tensor([ex.prompt_ids + ex.completion_ids])
+            logits = model(input_ids=ids, use_cache=False).logits[0].float()
+            m = len(ex.completion_ids)
+            part = torch.nn.functional.cross_entropy(logits[-m - 1:-1], torch.tensor(ex.completion_ids),
+                                                     reduction="sum")
+            total = part if total is None else total + part
+        reference = total / loss.num_tokens
+        reference.backward()
+    assert abs(loss.item() - reference.item()) < 1e-4 * max(1.0, abs(reference.item()))
+    for got, want in zip(gathered, [t.grad for t in examples[0].lora.tensors()], strict=True):
+        assert torch.allclose(got, want, rtol=1e-3, atol=1e-6)
+    program.zero_grad()
+
+
 def test_sft_loss_uses_the_adapters_own_format(tiny_lm):
     from textgrad_like.adapters import JSONAdapter
     from textgrad_like.autograd.sft import SFTLoss
