@@ -93,6 +93,48 @@ def test_prefix_reuse_through_the_compact_cache_equals_a_cold_prefill(tiny_dir):
     torch.testing.assert_close(warm, cold, atol=1e-5, rtol=1e-4)
 
 
+def test_decode_steps_write_the_cache_in_place_and_compute_what_a_copied_cache_computes(tiny_dir):
+    """Decode steps append their column into the buffers' spare columns (no copy of the cache), and
+    the logits equal those of steps fed a freshly copied cache; rows dropped or added by the engine
+    (new tensors assigned to a layer) and two continuations of one cache stay correct."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir, dtype="float32").eval()
+    compact = CompactLlama(model.state_dict(), model.config.to_dict(), "cpu", "float32")
+    ids = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]])
+    steps = [torch.tensor([[11], [12]]), torch.tensor([[13], [14]]), torch.tensor([[15], [16]])]
+
+    def copied(cache):
+        return KVCache.from_layers([(layer.keys.clone(), layer.values.clone()) for layer in cache.layers])
+
+    with torch.inference_mode():
+        cache = compact(input_ids=ids).cache
+        reference_cache = copied(cache)
+        pointers = []
+        for i, step in enumerate(steps):
+            positions = torch.full((2, 1), 5 + i)
+            out = compact(input_ids=step, position_ids=positions, cache=cache, decode_step=True)
+            want = compact(input_ids=step, position_ids=positions, cache=reference_cache, decode_step=True)
+            torch.testing.assert_close(out.logits, want.logits, atol=0, rtol=0)
+            cache, reference_cache = out.cache, copied(want.cache)
+            pointers.append(cache.layers[0].keys.data_ptr())
+        assert len(set(pointers)) == 1  # the first step made the buffers, the next ones wrote into them
+        assert cache.layers[0].keys.shape[2] == 8
+
+        branch = copied(cache)  # two continuations of one cache: the second must not see the first's column
+        first = compact(input_ids=torch.tensor([[21], [22]]), position_ids=torch.full((2, 1), 8), cache=cache)
+        second = compact(input_ids=torch.tensor([[23], [24]]), position_ids=torch.full((2, 1), 8), cache=cache)
+        alone = compact(input_ids=torch.tensor([[23], [24]]), position_ids=torch.full((2, 1), 8), cache=branch)
+        torch.testing.assert_close(second.logits, alone.logits, atol=0, rtol=0)
+        assert first.cache.layers[0].keys[:, :, -1].ne(second.cache.layers[0].keys[:, :, -1]).any()
+
+        kept = first.cache  # the engine drops row 0: new tensors assigned to every layer
+        for layer in kept.layers:
+            layer.keys, layer.values = layer.keys[1:], layer.values[1:]
+        reference = copied(kept)
+        out = compact(input_ids=torch.tensor([[30]]), position_ids=torch.full((1, 1), 9), cache=kept)
+        want = compact(input_ids=torch.tensor([[30]]), position_ids=torch.full((1, 1), 9), cache=reference)
+        torch.testing.assert_close(out.logits, want.logits, atol=0, rtol=0)
+
+
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
 def test_int8_weights_serve_decode_steps_and_stay_close():
     compact = CompactLlama.__new__(CompactLlama)

@@ -25,7 +25,8 @@ decode here too. Anything else — and training — goes through the transformer
 The call signature mirrors what the engine passes to a transformers causal LM:
 ``model(input_ids=, attention_mask=, position_ids=, cache=, logits_to_keep=, use_cache=True)``
 returns an object with ``.logits`` and ``.cache``; the cache has ``.layers``, each with
-``.keys``/``.values`` tensors of shape ``[rows, kv_heads, columns, head_dim]``.
+``.keys``/``.values`` tensors of shape ``[rows, kv_heads, columns, head_dim]`` (views of buffers
+with spare columns, so that a decode step does not copy the cache: :class:`KVLayer`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,54 @@ INT8_K_MULTIPLE = 16  # torch._weight_int8pack_mm needs the input width to be a 
 SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
 
 
-@dataclass
-class KVLayer:
-    """One layer's cached keys and values, ``[rows, kv_heads, columns, head_dim]``."""
+KV_SPARE_COLUMNS = 128  # columns a layer's key/value buffers keep free for the next decode steps
 
-    keys: Any
-    values: Any
+
+class _KVBuffers:
+    """Key and value buffers ``[rows, kv_heads, capacity, head_dim]``; columns ``:filled`` hold data."""
+
+    def __init__(self, keys: Any, values: Any, filled: int) -> None:
+        self.keys, self.values, self.filled = keys, values, filled
+
+
+class KVLayer:
+    """One layer's cached keys and values, ``[rows, kv_heads, columns, head_dim]``.
+
+    After the first decode step ``keys``/``values`` are views of the leading columns of buffers with
+    spare columns, so that a step writes its one new column in place instead of copying the whole
+    cache (at 16 rows of 400 columns the copies were about an eighth of a step). The engine may
+    assign new tensors to ``keys``/``values`` when rows leave or join; the next append then copies
+    them into new buffers. Appending twice to the same layer (two continuations of one cache) is
+    safe: only the latest extension of a buffer writes into it, any other copies first."""
+
+    def __init__(self, keys: Any, values: Any, buffers: _KVBuffers | None = None) -> None:
+        self.keys = keys
+        self.values = values
+        self._buffers = buffers
+
+    def _owns_tip(self) -> bool:
+        """Whether ``keys``/``values`` are the filled columns of this layer's buffers, nothing written after."""
+        buffers = self._buffers
+        return (buffers is not None and buffers.filled == self.keys.shape[2]
+                and self.keys.data_ptr() == buffers.keys.data_ptr()
+                and self.values.data_ptr() == buffers.values.data_ptr()
+                and self.keys.shape[:2] == buffers.keys.shape[:2] and self.values.shape[:2] == buffers.values.shape[:2])
+
+    def appended(self, keys: Any, values: Any) -> KVLayer:
+        """A new layer: this layer's columns followed by ``keys``/``values`` (this layer is unchanged)."""
+        length, extra = int(self.keys.shape[2]), int(keys.shape[2])
+        buffers = self._buffers
+        if buffers is None or not self._owns_tip() or length + extra > buffers.keys.shape[2]:
+            capacity = length + extra + KV_SPARE_COLUMNS
+            new_keys = self.keys.new_empty((*self.keys.shape[:2], capacity, self.keys.shape[3]))
+            new_values = self.values.new_empty((*self.values.shape[:2], capacity, self.values.shape[3]))
+            new_keys[:, :, :length] = self.keys
+            new_values[:, :, :length] = self.values
+            buffers = _KVBuffers(new_keys, new_values, length)
+        buffers.keys[:, :, length:length + extra] = keys
+        buffers.values[:, :, length:length + extra] = values
+        buffers.filled = length + extra
+        return KVLayer(buffers.keys[:, :, :length + extra], buffers.values[:, :, :length + extra], buffers)
 
 
 @dataclass
@@ -234,10 +277,9 @@ class CompactLlama:
             v = v.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q, torch) * sin
             k = k * cos + _rotate_half(k, torch) * sin
-            if past:
-                k = torch.cat([cache.layers[index].keys, k], dim=2)
-                v = torch.cat([cache.layers[index].values, v], dim=2)
-            layers.append(KVLayer(k, v))
+            layer = cache.layers[index].appended(k, v) if past else KVLayer(k, v)
+            k, v = layer.keys, layer.values
+            layers.append(layer)
             attended = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads)
             attended = attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim)
             projected = self._linear(attended, block["o"], int8, block["o_bias"])
