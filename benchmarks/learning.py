@@ -187,7 +187,10 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     lm = dspy.LM(args.lm, temperature=0.0, max_tokens=args.max_tokens)
-    dspy.configure(lm=lm, num_threads=args.threads)
+    # a reply the adapter cannot parse is the model's failure, scored 0 like a wrong answer; it must not
+    # stop the run (the default stops after 10 failures, e.g. chain-of-thought cut off by --max-tokens)
+    dspy.configure(lm=lm, num_threads=args.threads,
+                   max_errors=max(args.train_size, args.dev_size, args.test_size))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     names = list(ALL) if args.optimizers == "all" else [n.strip() for n in args.optimizers.split(",") if n.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
