@@ -13,6 +13,7 @@ notes of the learning issue come from here.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -40,7 +41,8 @@ def main() -> int:
     parser.add_argument("--test-size", type=int, default=90)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
-    dspy.configure(lm=dspy.LM("local/embedded", temperature=0.0, max_tokens=32), num_threads=args.threads)
+    dspy.configure(lm=dspy.LM("local/embedded", temperature=0.0, max_tokens=32), num_threads=args.threads,
+                   max_errors=max(args.dev_size, args.test_size))  # an unparsable reply scores 0, never stops the run
     for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         task = load_bundled(name)
         dev, test = task.dev[: args.dev_size], task.test[: args.test_size]
@@ -51,9 +53,12 @@ def main() -> int:
                                       num_threads=args.threads)
         program = optimizer.compile(make_program(task), trainset=list(task.train), valset=dev, disable_progress=True)
         curve = [(row["step"], row["score"]) for row in optimizer.history.rows if row.get("split") == "val"]
-        losses = next(iter(optimizer.losses.values()), [])
-        for (epoch, score), loss in zip(curve, losses, strict=False):
-            print(f"{name} lr {args.lr:g} epoch {epoch}: train loss {loss:.3f}  dev {score:5.1f}")
+        losses = next(iter(optimizer.losses.values()), [])  # one per optimizer step
+        per_epoch = math.ceil(len(task.train) / 4)
+        for epoch, score in curve:
+            steps = losses[(epoch - 1) * per_epoch:epoch * per_epoch]
+            mean = sum(steps) / len(steps) if steps else float("nan")
+            print(f"{name} lr {args.lr:g} epoch {epoch}: mean train loss {mean:.3f}  dev {score:5.1f}")
         outcome = evaluate_program(program, test, task.metric, num_threads=args.threads)
         counts = Counter(str(getattr(p, OUTPUT_FIELD[name], None)) for p in outcome.predictions)
         best = max(curve, key=lambda item: item[1]) if curve else (None, None)
