@@ -16,18 +16,19 @@ import argparse
 import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import OUTPUT_FIELD, make_program  # noqa: E402
+from learning import OUTPUT_FIELD, label_counts, make_program  # noqa: E402
 
 import textgrad_like as dspy  # noqa: E402
 from textgrad_like.datasets.bundled import load_bundled  # noqa: E402
 from textgrad_like.optim._calls import evaluate_program  # noqa: E402
 from textgrad_like.optim.finetune import BootstrapFinetune  # noqa: E402
+
+BATCH_SIZE = 4
 
 
 def main() -> int:
@@ -49,18 +50,18 @@ def main() -> int:
         started = time.time()
         optimizer = BootstrapFinetune(metric=task.metric, targets="gold", early_stopping=args.epochs,
                                       train_kwargs={"epochs": args.epochs, "learning_rate": args.lr, "r": args.r,
-                                                    "batch_size": 4, "seed": args.seed},
+                                                    "batch_size": BATCH_SIZE, "seed": args.seed},
                                       num_threads=args.threads)
         program = optimizer.compile(make_program(task), trainset=list(task.train), valset=dev, disable_progress=True)
         curve = [(row["step"], row["score"]) for row in optimizer.history.rows if row.get("split") == "val"]
         losses = next(iter(optimizer.losses.values()), [])  # one per optimizer step
-        per_epoch = math.ceil(len(task.train) / 4)
+        per_epoch = math.ceil(len(task.train) / BATCH_SIZE)
         for epoch, score in curve:
             steps = losses[(epoch - 1) * per_epoch:epoch * per_epoch]
             mean = sum(steps) / len(steps) if steps else float("nan")
             print(f"{name} lr {args.lr:g} epoch {epoch}: mean train loss {mean:.3f}  dev {score:5.1f}")
         outcome = evaluate_program(program, test, task.metric, num_threads=args.threads)
-        counts = Counter(str(getattr(p, OUTPUT_FIELD[name], None)) for p in outcome.predictions)
+        counts = label_counts(outcome.predictions, OUTPUT_FIELD[name])
         best = max(curve, key=lambda item: item[1]) if curve else (None, None)
         print(f"{name}: kept epoch {best[0]} (dev {best[1]}), test {outcome.score:.1f}% on {len(test)} "
               f"(predicted labels {dict(counts)}), {time.time() - started:.0f}s")

@@ -206,10 +206,10 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
     """Measure ``modes`` on a float32 CPU ``model`` (unchanged); returns the chosen mode and the figures.
 
     A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
-    decode steps of a fixed prompt (so that constrained outputs stay what float32 would write). Its gain is float32's step time over its own, as a geometric mean over the measured
-    widths (1 row and 8 rows: a single stream and a batch count alike); the mode with the largest
-    gain of at least ``min_gain`` is chosen, float32 otherwise. ``convert(model,
-    mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
+    decode steps of a fixed prompt (so that constrained outputs stay what float32 would write).
+    Its gain is float32's step time over its own, as a geometric mean over the measured widths (1
+    row and 8 rows: a single stream and a batch count alike); the mode with the largest gain of at
+    least ``min_gain`` is chosen, float32 otherwise. ``convert(model, mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
     (a tokenized English text) makes the agreement check run on text rather than random tokens,
     where the next token is rarely a coin toss.
     """
