@@ -228,16 +228,42 @@ def test_warm_load_of_the_embedded_model_skips_transformers_and_builds_it_on_dem
     assert lines["hf"] == "LlamaForCausalLM True"
 
 
+INT8_MODES = [("bfloat16+int8", torch.bfloat16), ("float32+int8", torch.float32)]
+
+
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
-def test_int8_mode_end_to_end_on_a_tiny_model(tiny_dir):
-    """LM(dtype='bfloat16+int8') decodes through the compact decoder with int8 weights for decode steps."""
+@pytest.mark.parametrize(("mode", "dtype"), INT8_MODES)
+def test_int8_mode_end_to_end_on_a_tiny_model(tiny_dir, mode, dtype):
+    """LM(dtype=mode) decodes through the compact decoder with int8 weights for decode steps; the
+    prefill, the activations and the KV cache stay in the mode's first dtype."""
     from textgrad_like.lm import LM
 
-    lm = LM(f"local/{tiny_dir}", dtype="bfloat16+int8", temperature=0.0, max_tokens=6, cache=False)
+    lm = LM(f"local/{tiny_dir}", dtype=mode, temperature=0.0, max_tokens=6, cache=False)
     text = lm("hello")[0]
     decoder = lm.backend.decoder
-    assert isinstance(text, str) and decoder.mode == "bfloat16+int8" and decoder.int8_weights
-    assert lm.backend.model.dtype == torch.bfloat16  # the transformers model (LoRA, training) runs in bf16
+    assert isinstance(text, str) and decoder.mode == mode and decoder.int8_weights and decoder.dtype == dtype
+    assert lm.backend.model.dtype == dtype  # the transformers model (LoRA, training) runs in that dtype
+    ids = torch.tensor([[3, 4, 5, 6]])
+    prefill = decoder(input_ids=ids)
+    step = decoder(input_ids=torch.tensor([[7]]), cache=prefill.cache, decode_step=True)
+    assert prefill.cache.layers[0].keys.dtype == dtype and step.logits.dtype == dtype
+    assert step.cache.layers[0].keys.dtype == dtype
+
+
+@pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
+def test_float32_int8_decode_steps_stay_close_to_float32(tiny_dir):
+    """float32+int8 differs from float32 only by the int8 weights and the bfloat16 rounding of a decode
+    step's matrix-product inputs: prefill logits are float32's exactly, decode logits close to them."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir, dtype="float32").eval()
+    state, config = model.state_dict(), model.config.to_dict()
+    exact = CompactLlama(state, config, "cpu", "float32")
+    mixed = CompactLlama(state, config, "cpu", "float32+int8")
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    a, b = exact(input_ids=ids[:, :5]), mixed(input_ids=ids[:, :5])
+    assert torch.equal(a.logits, b.logits)
+    a = exact(input_ids=ids[:, 5:], cache=a.cache, decode_step=True).logits
+    b = mixed(input_ids=ids[:, 5:], cache=b.cache, decode_step=True).logits
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.05 * float(a.abs().max()))
 
 
 def test_int8_weights_skip_widths_the_kernel_cannot_take():
@@ -259,31 +285,61 @@ def test_int8_weights_skip_widths_the_kernel_cannot_take():
     assert out.logits.shape == (1, 1, 20) and torch.isfinite(out.logits).all()
 
 
+def _assert_same_up_to_rounding(reference: list, other: list, dtype) -> None:
+    """Two greedy runs of one prompt: each step's logits agree within a few units of ``dtype``'s
+    rounding, and where the chosen tokens part, ``reference`` was a near tie at that step."""
+    scale = max(float(step.abs().max()) for step in reference)
+    tolerance = 4 * torch.finfo(dtype).eps * scale
+    for ref, got in zip(reference, other, strict=False):
+        assert float((ref - got).abs().max()) <= tolerance
+        if int(ref.argmax()) != int(got.argmax()):
+            top = torch.topk(ref.flatten(), 2).values
+            assert float(top[0] - top[1]) <= 2 * tolerance  # a tie within rounding, not a different answer
+            return
+
+
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
-def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hit(tiny_dir):
-    """The int8 kernel is chosen by the kind of pass, never by the batch width: a row's tokens do not
-    depend on its neighbours or on the prefix cache."""
+@pytest.mark.parametrize(("mode", "dtype"), INT8_MODES)
+def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hit(tiny_dir, mode, dtype,
+                                                                                   monkeypatch):
+    """The int8 kernel is chosen by the kind of pass, never by the batch width, and each row's matrix
+    products do not depend on its neighbours. Attention over a batch's padding columns rounds
+    differently from attention alone (torch's CPU kernel blocks the columns), so a row's logits
+    agree with its run alone within a few roundings, and its tokens can part only at a near tie."""
     import threading
 
     from textgrad_like.lm import LM
+    from textgrad_like.lm.decoding import DecodeEngine
 
-    lm = LM(f"local/{tiny_dir}", dtype="bfloat16+int8", temperature=0.0, max_tokens=12, cache=False)
+    seen: dict[tuple[int, ...], list] = {}
+    pick = DecodeEngine._pick
+
+    def recording_pick(self, row, logits, torch_module):
+        seen.setdefault(tuple(row.prompt_ids), []).append(logits.detach().clone())
+        return pick(self, row, logits, torch_module)
+
+    monkeypatch.setattr(DecodeEngine, "_pick", recording_pick)
+    lm = LM(f"local/{tiny_dir}", dtype=mode, temperature=0.0, max_tokens=12, cache=False)
     prompt = "the quick brown fox"
-    alone = lm(prompt)[0]
-    assert lm(prompt)[0] == alone  # the second call reuses the cached prompt prefix
+
+    def run_alone() -> list:
+        seen.clear()
+        lm(prompt)
+        return next(iter(seen.values()))
+
+    alone = run_alone()
+    prompt_ids = next(iter(seen))
+    _assert_same_up_to_rounding(alone, run_alone(), dtype)  # the second call reuses the cached prompt prefix
     others = ["hello there", "one two three", "a b c d e f", "tea and cake"]
-    results: dict[int, str] = {}
-
-    def call(i: int, text: str) -> None:
-        results[i] = lm(text)[0]
-
-    threads = [threading.Thread(target=call, args=(i, t)) for i, t in enumerate([prompt] + others)]
+    seen.clear()
+    threads = [threading.Thread(target=lm, args=(t,)) for t in [prompt] + others]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert results[0] == alone
     assert lm.backend.batcher.stats["max_active"] >= 2  # it did share steps with other rows
+    assert len(seen) == 5
+    _assert_same_up_to_rounding(alone, seen[prompt_ids], dtype)
 
 
 def test_chat_templates_get_what_transformers_gives_them(tiny_dir, tmp_path):

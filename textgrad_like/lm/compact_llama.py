@@ -8,14 +8,22 @@ builds the same computation from the weights alone — fused q/k/v and gate/up p
 imports nothing but torch.
 
 Numerics. ``float32``/``bfloat16``/``float16`` keep every weight in that dtype. ``bfloat16+int8``
-keeps bfloat16 weights for prefill and, on CPUs where torch has the kernel
-(``torch._weight_int8pack_mm``), an int8 copy of every linear weight (one scale per output channel)
-for decode steps, where reading the weights is the cost. The kernel is chosen by the kind of pass
-(prompt tokens: bfloat16; generated tokens: int8), never by how many rows share the pass, and both
-kernels give each row the same result whatever its neighbours, so a prompt answers the same alone,
-in a batch or after a prefix-cache hit. The int8 copy is a second rounding of the same weights;
-:func:`~textgrad_like.lm.loading.choose_numerics` keeps it only when its greedy tokens agree with
-float32's. RMSNorm is computed in float32 and cast, as transformers does.
+and ``float32+int8`` keep weights of that dtype for prefill (and the activations and KV cache in
+it) and, on CPUs where torch has the kernel (``torch._weight_int8pack_mm``), an int8 copy of every
+linear weight (one scale per output channel) for decode steps, where reading the weights is the
+cost; the kernel takes bfloat16 inputs, so ``float32+int8`` rounds a decode step's activations to
+bfloat16 going into each int8 product and returns float32. ``float32+int8`` exists for CPUs
+without bfloat16 arithmetic (AVX2 only), where torch's bfloat16 matrix product is a scalar loop
+about 4× slower than float32 and a few-shot prompt's prefill would cost seconds. The kernel is
+chosen by the kind of pass (prompt tokens: the prefill dtype; generated tokens: int8), never by
+how many rows share the pass, and both kernels give each row the same products whatever its
+neighbours. Attention is the one place a row meets the batch's layout: torch's CPU kernel blocks
+the key columns, so a row among padded neighbours (or after a prefix-cache hit) rounds its
+attention differently, by a few units of the dtype's last place; a greedy token can then differ
+only where two candidates were that close (measured and tested, not exact). The int8
+copy is a second rounding of the same weights; :func:`~textgrad_like.lm.loading.choose_numerics`
+keeps it only when its greedy tokens agree with float32's. RMSNorm is computed in float32 and
+cast, as transformers does.
 
 Supported: ``model_type`` ``llama``/``qwen2``/``mistral`` configs with SiLU MLPs, default RoPE and
 no sliding window (:func:`supports`). LoRA adapters on the attention and MLP projections are
@@ -36,6 +44,7 @@ from typing import Any
 
 INT8_K_MULTIPLE = 16  # torch._weight_int8pack_mm needs the input width to be a multiple of this
 SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
+INT8_MODES = ("bfloat16+int8", "float32+int8")  # prefill dtype + int8 decode weights
 
 
 KV_SPARE_COLUMNS = 128  # columns a layer's key/value buffers keep free for the next decode steps
@@ -155,7 +164,7 @@ class CompactLlama:
         self.config = dict(config)
         self.device = device
         self.mode = mode
-        self.dtype = {"float32": torch.float32, "float16": torch.float16}.get(mode, torch.bfloat16)
+        self.dtype = {"float32": torch.float32, "float16": torch.float16}.get(mode.split("+")[0], torch.bfloat16)
         self.layers_count = int(config["num_hidden_layers"])
         self.heads = int(config["num_attention_heads"])
         self.kv_heads = int(config.get("num_key_value_heads") or self.heads)
@@ -202,9 +211,10 @@ class CompactLlama:
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device)
                                          / self.head_dim))
         self.int8_weights: dict[int, tuple[Any, Any]] = {}  # id(weight) -> (int8 weight [out, in], bf16 scales)
-        if mode == "bfloat16+int8":
+        if mode in INT8_MODES:
             if device != "cpu" or not int8_kernel_available(torch):
-                raise ValueError("mode 'bfloat16+int8' needs torch._weight_int8pack_mm on the CPU; use 'bfloat16'.")
+                raise ValueError(f"mode {mode!r} needs torch._weight_int8pack_mm on the CPU; use "
+                                 f"{mode.split('+')[0]!r}.")
             for weight in [b[n] for b in self.blocks for n in ("qkv", "o", "gate_up", "down")] + [self.head]:
                 if weight.shape[1] % INT8_K_MULTIPLE:
                     continue  # the kernel needs this input width (torch 2.13 crashes on others): stay bf16
@@ -217,8 +227,9 @@ class CompactLlama:
         packed = self.int8_weights.get(id(weight)) if int8 else None
         if packed is None:
             return torch.nn.functional.linear(x, weight, bias)
-        shape = x.shape  # int8 weights, bfloat16 activations
-        out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), packed[0], packed[1]).view(*shape[:-1], -1)
+        shape = x.shape  # int8 weights, bfloat16 activations (the kernel's fast path)
+        out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), packed[0],
+                                        packed[1]).view(*shape[:-1], -1).to(x.dtype)
         return out if bias is None else out + bias
 
     def _norm(self, x: Any, weight: Any) -> Any:

@@ -10,8 +10,8 @@ converted-weights cache that makes every load after the first one fast.
   file of an entry has its size and a sampled hash in ``manifest.json`` (written last); an entry
   that fails the check, or that transformers cannot read, is converted again and replaced.
   ``TEXTGRAD_LIKE_WEIGHTS_CACHE=0`` turns the cache off.
-* :func:`choose_numerics` times decode steps at 1 and 8 rows in each numeric mode (float32,
-  bfloat16 and, for the compact decoder, bfloat16 with int8 decode weights) and keeps the fastest
+* :func:`choose_numerics` times decode steps at 1 and 8 rows and a prefill in each numeric mode
+  (float32, bfloat16 and, for the compact decoder, either with int8 decode weights) and keeps the fastest
   whose greedy tokens agree with float32's (CPU only, models of 50M-1.5B parameters, measured once
   per model and machine, remembered in ``<cache dir>/local_numerics.json``).
   Dynamic int8 (``dtype="int8"``) is never chosen by itself: its activation scale is computed per
@@ -41,7 +41,8 @@ from .embedded import EMBEDDED_NAME, find_embedded_gguf
 
 logger = logging.getLogger(__name__)
 
-NUMERIC_MODES = ("float32", "bfloat16", "bfloat16+int8", "int8")
+NUMERIC_MODES = ("float32", "bfloat16", "bfloat16+int8", "float32+int8", "int8")
+INT8_WEIGHT_MODES = ("bfloat16+int8", "float32+int8")  # compact decoder: int8 weights for decode steps only
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 _ENTRY_FORMAT = "textgrad_like.converted_weights/1"
@@ -51,8 +52,9 @@ MEASURE_MAX_PARAMETERS = 1_500_000_000  # above this, measuring means copying to
 MEASURE_MIN_PARAMETERS = 50_000_000  # below this, timings are noise and float32 costs nothing
 AUTO_MODES = ("float32", "bfloat16")  # int8 is explicit only: its per-batch activation scale makes a row's
 # tokens depend on the other rows of its batch
-COMPACT_PROTOCOL = 4  # bump when the compact decoder's kernels or the measurement change: remeasure
-COMPACT_AUTO_MODES = ("float32", "bfloat16", "bfloat16+int8")  # int8 *weights* (no activation scale): row-independent
+COMPACT_PROTOCOL = 5  # bump when the compact decoder's kernels or the measurement change: remeasure
+COMPACT_AUTO_MODES = ("float32", "bfloat16", "bfloat16+int8", "float32+int8")  # int8 *weights* (no activation
+# scale): row-independent
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,15 +133,15 @@ def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
         return "auto"
     if dtype in ("int8", "qint8"):
         return "int8"
-    if dtype == "bfloat16+int8":
-        return "bfloat16+int8"
+    if dtype in INT8_WEIGHT_MODES:
+        return str(dtype)
     if isinstance(dtype, torch.dtype):
         return str(dtype).replace("torch.", "")
     name = str(dtype).replace("torch.", "")
     if name in ("float32", "bfloat16", "float16"):
         return name
     raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16', "
-                             "'bfloat16+int8' (int8 weights for decode steps, CPU only) or 'int8' (dynamic "
+                             "'bfloat16+int8' or 'float32+int8' (int8 weights for decode steps, CPU only) or 'int8' (dynamic "
                              "int8 quantisation of the linear layers, CPU only).")
 
 
@@ -155,7 +157,7 @@ def apply_mode(model: Any, mode: str) -> Any:
 
 def transformers_dtype(mode: str) -> str:
     """The dtype the transformers model (LoRA, training) runs in for a numeric ``mode``."""
-    return "bfloat16" if mode == "bfloat16+int8" else mode
+    return mode.split("+")[0] if mode in INT8_WEIGHT_MODES else mode
 
 
 @contextlib.contextmanager
@@ -169,8 +171,9 @@ def _quiet_warnings() -> Any:
 
 def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), context: int = 32,
                   steps: int = 8, text_ids: list[int] | None = None) -> tuple[list[float], Any]:
-    """Seconds per decode step (the best step at each width of ``batches`` rows) and the greedy next
-    tokens of every decode step of a fixed prompt (``text_ids``, else random tokens) fed its own
+    """Seconds per decode step (the best step at each width of ``batches`` rows), then the seconds of
+    the widest batch's prefill (``max(batches)`` rows of ``context`` prompt tokens), and the greedy
+    next tokens of every decode step of a fixed prompt (``text_ids``, else random tokens) fed its own
     continuation (teacher forcing), for the agreement check: the tokens come from the same kernels
     decoding uses. ``model`` is a transformers model or a CompactLlama."""
     vocab = int(getattr(model, "vocab_size", 0) or getattr(model.config, "vocab_size", 1000))
@@ -185,9 +188,12 @@ def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), con
     step_kwargs: dict[str, Any] = {"decode_step": True} if getattr(model, "takes_decode_step", False) else {}
     seconds: list[float] = []
     greedy = []
+    prefill = 0.0
     with torch.inference_mode():
         for batch in batches:
+            started = time.perf_counter()
             out = model(input_ids=ids[:batch, :context], use_cache=True)
+            prefill = time.perf_counter() - started  # the last (widest) one is kept: earlier ones warm up
             best = float("inf")
             for i in range(steps):
                 cache = getattr(out, "cache", None) or out.past_key_values
@@ -197,7 +203,7 @@ def _step_seconds(model: Any, torch: Any, batches: tuple[int, ...] = (1, 8), con
                 best = min(best, time.perf_counter() - started)
                 greedy.append(out.logits[:, -1].float().argmax(-1))
             seconds.append(best)
-    return seconds, torch.cat(greedy)
+    return seconds + [prefill], torch.cat(greedy)
 
 
 def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreement: float = 0.9,
@@ -207,9 +213,11 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
 
     A mode must agree with float32's greedy next token on at least ``min_agreement`` of the
     decode steps of a fixed prompt (so that constrained outputs stay what float32 would write).
-    Its gain is float32's step time over its own, as a geometric mean over the measured widths (1
-    row and 8 rows: a single stream and a batch count alike); the mode with the largest gain of at
-    least ``min_gain`` is chosen, float32 otherwise. ``convert(model, mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
+    Its gain is float32's time over its own, as a geometric mean over a decode step at 1 row, one
+    at 8 rows and a prefill of 8 × 32 prompt tokens (a single stream, a batch and a few-shot
+    prompt count alike: on a CPU without bfloat16 arithmetic, bfloat16 decodes faster than float32
+    but prefills about 4× slower); the mode with the largest gain of at least ``min_gain`` is
+    chosen, float32 otherwise. ``convert(model, mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
     (a tokenized English text) makes the agreement check run on text rather than random tokens,
     where the next token is rarely a coin toss.
     """
@@ -220,7 +228,7 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
             return apply_mode(copy.deepcopy(original), mode)
     figures: dict[str, Any] = {}
     base_seconds, base_greedy = _step_seconds(model, torch, text_ids=text_ids)
-    figures["float32"] = {"step_ms": [round(t * 1000, 2) for t in base_seconds], "agreement": 1.0}
+    figures["float32"] = _timing_figures(base_seconds) | {"agreement": 1.0}
     chosen, best_gain = "float32", 1.0
     for mode in modes:
         if mode == "float32":
@@ -232,7 +240,7 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
             figures[mode] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             continue
         agreement = float((greedy == base_greedy).float().mean())
-        figures[mode] = {"step_ms": [round(t * 1000, 2) for t in seconds], "agreement": round(agreement, 3)}
+        figures[mode] = _timing_figures(seconds) | {"agreement": round(agreement, 3)}
         ratios = [old / new for new, old in zip(seconds, base_seconds, strict=True)]
         gain = math.prod(ratios) ** (1 / len(ratios))
         figures[mode]["gain"] = round(gain, 3)
@@ -240,6 +248,11 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
             chosen, best_gain = mode, gain
         del candidate
     return chosen, figures
+
+
+def _timing_figures(seconds: list[float]) -> dict[str, Any]:
+    """``_step_seconds``' times as reported: decode step ms per width, then the prefill's ms."""
+    return {"step_ms": [round(t * 1000, 2) for t in seconds[:-1]], "prefill_ms": round(seconds[-1] * 1000, 1)}
 
 
 def machine_fingerprint() -> str:
@@ -599,7 +612,7 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
     except ImportError:
         raise ModelLoadError("Local models need torch and transformers: `pip install textgrad_like[local]`.")
     mode = requested_mode(dtype, device, torch)
-    if mode in ("int8", "bfloat16+int8") and device != "cpu":
+    if (mode == "int8" or mode in INT8_WEIGHT_MODES) and device != "cpu":
         raise ConfigurationError(f"dtype={mode!r} runs on the CPU only; use 'bfloat16' on a GPU.")
     warm = _load_warm(source, device, mode, torch, started)
     if warm is not None:
@@ -622,8 +635,8 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
             mode, figures = _compact_choice(_model_key(source), model.state_dict(), config, torch, tokenizer)
         else:
             mode, figures = remembered_numerics(_model_key(source), model)
-    if not compact and mode == "bfloat16+int8":
-        mode = "bfloat16"  # the int8 weights are a compact-decoder kernel
+    if not compact and mode in INT8_WEIGHT_MODES:
+        mode = transformers_dtype(mode)  # the int8 weights are a compact-decoder kernel
     decoder = _build_decoder(model.state_dict(), config, device, mode) if compact else None
     hf_mode = transformers_dtype(mode)
     if hf_mode != load_dtype:
