@@ -233,17 +233,26 @@ class CompactLlama:
         return out if bias is None else out + bias
 
     def _norm(self, x: Any, weight: Any) -> Any:
-        """RMSNorm as transformers computes it: normalise in float32, cast, then scale."""
+        """RMSNorm as transformers computes it: ``x * rsqrt(mean(x²) + eps)`` in float32, cast, then
+        scaled. Written out rather than ``rms_norm``: torch's fused CPU kernel is about 10× slower on
+        a prompt's ``[rows, tokens, hidden]`` (1.4 ms against 0.14 ms at 480 tokens on AVX2)."""
         torch = self.torch
-        if x.dtype == torch.float32:
-            return torch.nn.functional.rms_norm(x, (self.hidden,), weight, self.eps)
-        return weight * torch.nn.functional.rms_norm(x.to(torch.float32), (self.hidden,), None, self.eps).to(x.dtype)
+        full = x if x.dtype == torch.float32 else x.to(torch.float32)
+        normed = torch.mul(full, torch.rsqrt(torch.mean(full * full, -1, keepdim=True).add_(self.eps)))
+        return weight * (normed if x.dtype == torch.float32 else normed.to(x.dtype))
 
     def _rotary(self, positions: Any) -> tuple[Any, Any]:
+        """``cos`` and ``signed_sin`` ``[rows, 1, tokens, head_dim]``: rotating ``x`` is
+        ``x * cos + x.roll(head_dim // 2, -1) * signed_sin``, which is transformers'
+        ``x * cos + rotate_half(x) * sin`` exactly (the sign moves from ``x`` to ``sin``) in two ops
+        fewer."""
         torch = self.torch
         freqs = positions[..., None].to(torch.float32) * self.inv_freq
-        angles = torch.cat([freqs, freqs], dim=-1)[:, None]  # [rows, 1, tokens, head_dim]
-        return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+        angles = torch.cat([freqs, freqs], dim=-1)[:, None]
+        sin = angles.sin()
+        half = self.head_dim // 2
+        signed = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+        return angles.cos().to(self.dtype), signed.to(self.dtype)
 
     def _mask(self, attention_mask: Any, past: int, tokens: int) -> Any:
         """Boolean ``[rows, 1, tokens, past + tokens]``: a token sees unpadded columns up to itself.
@@ -279,15 +288,15 @@ class CompactLlama:
         layers: list[KVLayer] = []
         for index, block in enumerate(self.blocks):
             h = self._norm(x, block["ln1"])
-            q, k, v = self._linear(h, block["qkv"], int8, block["qkv_bias"]).split(
-                [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
-            if lora:
-                q, k, v = (_with_lora(out, h, lora.get((index, name))) for out, name in ((q, "q"), (k, "k"), (v, "v")))
-            q = q.view(rows, tokens, heads, head_dim).transpose(1, 2)
-            k = k.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
-            v = v.view(rows, tokens, kv_heads, head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q, torch) * sin
-            k = k * cos + _rotate_half(k, torch) * sin
+            qkv = self._linear(h, block["qkv"], int8, block["qkv_bias"])
+            if lora and any((index, name) in lora for name in "qkv"):
+                widths = [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]
+                qkv = torch.cat([_with_lora(out, h, lora.get((index, name)))
+                                 for out, name in zip(qkv.split(widths, dim=-1), "qkv", strict=True)], dim=-1)
+            qkv = qkv.view(rows, tokens, heads + 2 * kv_heads, head_dim).transpose(1, 2)
+            qk = qkv[:, :heads + kv_heads]  # queries and keys rotate together
+            qk = qk * cos + qk.roll(head_dim // 2, -1) * sin
+            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads:]
             layer = cache.layers[index].appended(k, v) if past else KVLayer(k, v)
             k, v = layer.keys, layer.values
             layers.append(layer)
@@ -296,7 +305,8 @@ class CompactLlama:
             projected = self._linear(attended, block["o"], int8, block["o_bias"])
             x = x + (_with_lora(projected, attended, lora.get((index, "o"))) if lora else projected)
             h = self._norm(x, block["ln2"])
-            gate, up = self._linear(h, block["gate_up"], int8).split([self.intermediate, self.intermediate], dim=-1)
+            gate_up = self._linear(h, block["gate_up"], int8)
+            gate, up = gate_up[..., :self.intermediate], gate_up[..., self.intermediate:]
             if lora:
                 gate, up = _with_lora(gate, h, lora.get((index, "gate"))), _with_lora(up, h, lora.get((index, "up")))
             hidden = functional.silu(gate) * up
@@ -345,14 +355,9 @@ def lora_tables(model: Any, adapter: str) -> dict[tuple[int, str], list[tuple[An
     return tables
 
 
-def _rotate_half(x: Any, torch: Any) -> Any:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
-
-
 def _quantize_rows(weight: Any, torch: Any) -> tuple[Any, Any]:
     """Symmetric per-output-channel int8 copy of ``weight`` and its float32 scales."""
     full = weight.to(torch.float32)
     scales = (full.abs().amax(dim=1) / 127.0).clamp(min=1e-8)
-    quantized = torch.round(full / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    quantized = torch.div(full, scales[:, None]).round_().clamp_(-127, 127).to(torch.int8)  # in place: half the passes
     return quantized, scales
