@@ -44,7 +44,7 @@ lm("Name a color.")
 done = time.perf_counter()
 b = lm.backend
 print(json.dumps({{"load_s": loaded - started, "first_call_s": done - loaded, "total_s": done - started,
-                  "from_cache": b.loaded.from_cache, "mode": b.mode}}))
+                  "from_cache": b.loaded.from_cache, "mode": b.mode, "numerics": b.loaded.numerics}}))
 """
 
 POSITIVE = ["wonderful", "delightful", "excellent", "fantastic", "lovely", "brilliant", "superb", "great", "charming"]
@@ -132,6 +132,7 @@ def main() -> None:
         for name, r in (("cold", cold), ("warm", warm)):
             print(f"{name} load + first call: {r['total_s']:.1f} s wall ({r['load_s']:.1f} s load, "
                   f"{r['first_call_s']:.1f} s first call), {r['cpu_s']:.1f} s CPU, weights from cache: {r['from_cache']}")
+        print(f"numeric mode measured by the cold load: {cold['mode']} ({cold['numerics']})")
 
     from textgrad_like.lm import LM
 
