@@ -143,10 +143,10 @@ def test_int8_weights_serve_decode_steps_and_stay_close():
     from textgrad_like.lm.compact_llama import _quantize_rows
 
     quantized, scales = _quantize_rows(weight, torch)
-    compact.int8_weights = {id(weight): (quantized, scales.to(torch.bfloat16))}
+    compact.decode_weights = {id(weight): ("int8", quantized, scales.to(torch.bfloat16))}
     x = torch.randn(1, 5, 64).to(torch.bfloat16)
-    wide = compact._linear(x, weight, int8=False).float()
-    narrow = compact._linear(x, weight, int8=True).float()
+    wide = compact._linear(x, weight, quantized=False).float()
+    narrow = compact._linear(x, weight, quantized=True).float()
     assert not torch.equal(wide, narrow)  # the int8 kernel ran
     assert (narrow - wide).norm() / wide.norm() < 0.02
 
@@ -228,7 +228,53 @@ def test_warm_load_of_the_embedded_model_skips_transformers_and_builds_it_on_dem
     assert lines["hf"] == "LlamaForCausalLM True"
 
 
-INT8_MODES = [("bfloat16+int8", torch.bfloat16), ("float32+int8", torch.float32)]
+INT8_MODES = [("bfloat16+int8", torch.bfloat16), ("float32+int8", torch.float32), ("bfloat16+int4", torch.bfloat16),
+              ("float32+int4", torch.float32)]
+
+
+@pytest.mark.skipif(not hasattr(torch, "_weight_int4pack_mm_for_cpu"), reason="torch has no int4 weight kernel here")
+def test_int4_serves_only_weights_already_on_a_4_bit_grid():
+    """A Q4_1-style weight (each group of 32 inputs is min + step × level, level 0..15) is packed to int4
+    and multiplies as the float weight does, up to bfloat16 rounding; a float weight is refused, so
+    it keeps int8 and 4 bits never add error of their own."""
+    from textgrad_like.lm.compact_llama import INT4_GROUP, _lossless_int4
+
+    torch.manual_seed(0)
+    rows, width = 48, 96
+    levels = torch.randint(0, 16, (rows, width // INT4_GROUP, INT4_GROUP)).float()
+    levels[..., 0], levels[..., 1] = 0, 15  # every group spans its grid, as GGUF's quantizer makes it
+    step, low = torch.rand(rows, width // INT4_GROUP, 1) * 0.01 + 1e-3, torch.randn(rows, width // INT4_GROUP, 1) * 0.05
+    weight = (levels * step + low).reshape(rows, width)
+    packed = _lossless_int4(weight, torch)
+    assert packed is not None
+    x = torch.randn(3, width).to(torch.bfloat16)
+    got = torch._weight_int4pack_mm_for_cpu(x, packed[0], INT4_GROUP, packed[1]).float()
+    expected = x.float() @ weight.t()
+    assert (got - expected).norm() / expected.norm() < 0.01
+    assert _lossless_int4(torch.randn(rows, width) * 0.02, torch) is None
+    assert _lossless_int4(weight[:, :80], torch) is None  # a width the groups do not divide
+
+
+@pytest.mark.skipif(not hasattr(torch, "_weight_int4pack_mm_for_cpu"), reason="torch has no int4 weight kernel here")
+def test_int4_mode_packs_the_4_bit_layers_and_keeps_int8_for_the_rest(tiny_dir):
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir, dtype="float32").eval()
+    state = model.state_dict()
+    from textgrad_like.lm.compact_llama import INT4_GROUP
+
+    down = state["model.layers.0.mlp.down_proj.weight"]  # put one layer's down projection on a 4-bit grid
+    groups = down.reshape(down.shape[0], -1, INT4_GROUP)
+    low, step = groups.amin(-1, keepdim=True), (groups.amax(-1, keepdim=True) - groups.amin(-1, keepdim=True)) / 15
+    state["model.layers.0.mlp.down_proj.weight"] = (((groups - low) / step).round() * step + low).reshape(down.shape)
+    compact = CompactLlama(state, model.config.to_dict(), "cpu", "float32+int4")
+    kinds = {name: compact.decode_weights[id(block[name])][0] for block in compact.blocks[:1] for name in ("down", "o")}
+    assert kinds == {"down": "int4", "o": "int8"}
+    assert compact.decode_weights[id(compact.head)][0] == "int8"
+    exact = CompactLlama(state, model.config.to_dict(), "cpu", "float32")
+    ids = torch.tensor([[3, 4, 5, 6, 7]])
+    a, b = exact(input_ids=ids[:, :4]), compact(input_ids=ids[:, :4])
+    a = exact(input_ids=ids[:, 4:], cache=a.cache, decode_step=True).logits
+    b = compact(input_ids=ids[:, 4:], cache=b.cache, decode_step=True).logits
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.05 * float(a.abs().max()))
 
 
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
@@ -241,7 +287,7 @@ def test_int8_mode_end_to_end_on_a_tiny_model(tiny_dir, mode, dtype):
     lm = LM(f"local/{tiny_dir}", dtype=mode, temperature=0.0, max_tokens=6, cache=False)
     text = lm("hello")[0]
     decoder = lm.backend.decoder
-    assert isinstance(text, str) and decoder.mode == mode and decoder.int8_weights and decoder.dtype == dtype
+    assert isinstance(text, str) and decoder.mode == mode and decoder.decode_weights and decoder.dtype == dtype
     assert lm.backend.model.dtype == dtype  # the transformers model (LoRA, training) runs in that dtype
     ids = torch.tensor([[3, 4, 5, 6]])
     prefill = decoder(input_ids=ids)
@@ -280,7 +326,7 @@ def test_int8_weights_skip_widths_the_kernel_cannot_take():
     if not hasattr(torch, "_weight_int8pack_mm"):
         pytest.skip("torch has no int8 weight kernel here")
     compact = CompactLlama(state, config, "cpu", "bfloat16+int8")
-    assert len(compact.int8_weights) == 1  # only down_proj (input width 32); width 8 would crash the kernel
+    assert len(compact.decode_weights) == 1  # only down_proj (input width 32); width 8 would crash the kernel
     out = compact(input_ids=torch.tensor([[1]]))
     assert out.logits.shape == (1, 1, 20) and torch.isfinite(out.logits).all()
 

@@ -12,7 +12,12 @@ and ``float32+int8`` keep weights of that dtype for prefill (and the activations
 it) and, on CPUs where torch has the kernel (``torch._weight_int8pack_mm``), an int8 copy of every
 linear weight (one scale per output channel) for decode steps, where reading the weights is the
 cost; the kernel takes bfloat16 inputs, so ``float32+int8`` rounds a decode step's activations to
-bfloat16 going into each int8 product and returns float32. ``float32+int8`` exists for CPUs
+bfloat16 going into each int8 product and returns float32. The ``+int4`` modes keep 4-bit groups
+of 32 inputs instead (``torch._weight_int4pack_mm_for_cpu``, 1.7× faster than int8 at one row on
+AVX2) for each weight whose groups already lie on a 16-level grid, which is what a Q4_0/Q4_1
+GGUF's layers are once de-quantised, so 4 bits lose nothing there but the bfloat16 rounding of
+each group's scale and offset; any other weight (the embedded model's Q8_0 output head, any
+float checkpoint) keeps int8. ``float32+int8`` exists for CPUs
 without bfloat16 arithmetic (AVX2 only), where torch's bfloat16 matrix product is a scalar loop
 about 4× slower than float32 and a few-shot prompt's prefill would cost seconds. The kernel is
 chosen by the kind of pass (prompt tokens: the prefill dtype; generated tokens: int8), never by
@@ -44,7 +49,9 @@ from typing import Any
 
 INT8_K_MULTIPLE = 16  # torch._weight_int8pack_mm needs the input width to be a multiple of this
 SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
-INT8_MODES = ("bfloat16+int8", "float32+int8")  # prefill dtype + int8 decode weights
+QUANTIZED_DECODE_MODES = ("bfloat16+int8", "float32+int8", "bfloat16+int4", "float32+int4")  # prefill dtype +
+# the decode steps' weights: int8 per output channel, or (+int4) 4-bit groups where that is lossless
+INT4_GROUP = 32  # GGUF's Q4_0/Q4_1 block size along the input dimension
 
 
 KV_SPARE_COLUMNS = 128  # columns a layer's key/value buffers keep free for the next decode steps
@@ -146,6 +153,10 @@ def int8_kernel_available(torch: Any) -> bool:
     return hasattr(torch, "_weight_int8pack_mm")
 
 
+def int4_kernel_available(torch: Any) -> bool:
+    return hasattr(torch, "_weight_int4pack_mm_for_cpu") and hasattr(torch, "_convert_weight_to_int4pack_for_cpu")
+
+
 class CompactLlama:
     """The forward pass of a Llama-family causal LM, built from its state dict (inference only)."""
 
@@ -189,9 +200,11 @@ class CompactLlama:
         self.head = self.embed if head is None or embed is None else head.to(device=device, dtype=self.dtype)
         self.norm = weight("model.norm.weight")
         self.blocks: list[dict[str, Any]] = []
+        originals: dict[int, Any] = {}  # id(weight) -> the state's own tensor (int4 checks its exact values)
         for i in range(self.layers_count):
             p = f"model.layers.{i}."
             qkv = torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"])
+            gate_up = torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]])
             biases = [state.get(p + f"self_attn.{n}_proj.bias") for n in "qkv"]
             if any(b is not None for b in biases) and not all(b is not None for b in biases):
                 raise ValueError(f"layer {i} has biases on only some of q/k/v; transformers decodes this model.")
@@ -203,33 +216,45 @@ class CompactLlama:
                     b is not None for b in biases) else None,
                 "o": weight(p + "self_attn.o_proj.weight"),
                 "o_bias": optional(p + "self_attn.o_proj.bias"),
-                "gate_up": torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]]).to(
-                    device=device, dtype=self.dtype),
+                "gate_up": gate_up.to(device=device, dtype=self.dtype),
                 "down": weight(p + "mlp.down_proj.weight"),
             })
+            if mode.endswith("+int4"):
+                block = self.blocks[-1]
+                originals.update({id(block["qkv"]): qkv, id(block["o"]): state[p + "self_attn.o_proj.weight"],
+                                  id(block["gate_up"]): gate_up, id(block["down"]): state[p + "mlp.down_proj.weight"]})
         theta = _rope_theta(config)
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device)
                                          / self.head_dim))
-        self.int8_weights: dict[int, tuple[Any, Any]] = {}  # id(weight) -> (int8 weight [out, in], bf16 scales)
-        if mode in INT8_MODES:
-            if device != "cpu" or not int8_kernel_available(torch):
-                raise ValueError(f"mode {mode!r} needs torch._weight_int8pack_mm on the CPU; use "
+        # id(weight) -> ("int8", int8 weight [out, in], bf16 scales [out]) or
+        # ("int4", packed 4-bit weight, bf16 scales and zeros [in / INT4_GROUP, out, 2]): decode steps' kernels
+        self.decode_weights: dict[int, tuple[str, Any, Any]] = {}
+        if mode in QUANTIZED_DECODE_MODES:
+            if device != "cpu" or not int8_kernel_available(torch) or (
+                    mode.endswith("+int4") and not int4_kernel_available(torch)):
+                raise ValueError(f"mode {mode!r} needs torch's {mode.split('+')[1]} weight kernel on the CPU; use "
                                  f"{mode.split('+')[0]!r}.")
             for weight in [b[n] for b in self.blocks for n in ("qkv", "o", "gate_up", "down")] + [self.head]:
-                if weight.shape[1] % INT8_K_MULTIPLE:
-                    continue  # the kernel needs this input width (torch 2.13 crashes on others): stay bf16
-                quantized, scales = _quantize_rows(weight, torch)
-                self.int8_weights[id(weight)] = (quantized, scales.to(torch.bfloat16))
+                grid = _lossless_int4(originals[id(weight)], torch) if id(weight) in originals else None
+                if grid is not None:
+                    self.decode_weights[id(weight)] = ("int4", *grid)
+                elif weight.shape[1] % INT8_K_MULTIPLE == 0:  # the kernel needs this width (torch 2.13 crashes
+                    quantized, scales = _quantize_rows(weight, torch)  # on others): other widths stay as they are
+                    self.decode_weights[id(weight)] = ("int8", quantized, scales.to(torch.bfloat16))
 
     # -- the forward pass -----------------------------------------------------------------------------
-    def _linear(self, x: Any, weight: Any, int8: bool, bias: Any = None) -> Any:
+    def _linear(self, x: Any, weight: Any, quantized: bool, bias: Any = None) -> Any:
         torch = self.torch
-        packed = self.int8_weights.get(id(weight)) if int8 else None
+        packed = self.decode_weights.get(id(weight)) if quantized else None
         if packed is None:
             return torch.nn.functional.linear(x, weight, bias)
-        shape = x.shape  # int8 weights, bfloat16 activations (the kernel's fast path)
-        out = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), packed[0],
-                                        packed[1]).view(*shape[:-1], -1).to(x.dtype)
+        shape = x.shape  # quantized weights, bfloat16 activations (the kernels' fast path)
+        flat = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+        if packed[0] == "int4":
+            out = torch._weight_int4pack_mm_for_cpu(flat, packed[1], INT4_GROUP, packed[2])
+        else:
+            out = torch._weight_int8pack_mm(flat, packed[1], packed[2])
+        out = out.view(*shape[:-1], -1).to(x.dtype)
         return out if bias is None else out + bias
 
     def _norm(self, x: Any, weight: Any) -> Any:
@@ -280,7 +305,7 @@ class CompactLlama:
             attention_mask = torch.ones((rows, past + tokens), dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
-        int8 = bool(self.int8_weights) and decode_step and tokens == 1
+        quantized = bool(self.decode_weights) and decode_step and tokens == 1
         mask = self._mask(attention_mask, past, tokens)
         cos, sin = self._rotary(position_ids)
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
@@ -288,7 +313,7 @@ class CompactLlama:
         layers: list[KVLayer] = []
         for index, block in enumerate(self.blocks):
             h = self._norm(x, block["ln1"])
-            qkv = self._linear(h, block["qkv"], int8, block["qkv_bias"])
+            qkv = self._linear(h, block["qkv"], quantized, block["qkv_bias"])
             if lora and any((index, name) in lora for name in "qkv"):
                 widths = [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]
                 qkv = torch.cat([_with_lora(out, h, lora.get((index, name)))
@@ -302,20 +327,20 @@ class CompactLlama:
             layers.append(layer)
             attended = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads)
             attended = attended.transpose(1, 2).reshape(rows, tokens, heads * head_dim)
-            projected = self._linear(attended, block["o"], int8, block["o_bias"])
+            projected = self._linear(attended, block["o"], quantized, block["o_bias"])
             x = x + (_with_lora(projected, attended, lora.get((index, "o"))) if lora else projected)
             h = self._norm(x, block["ln2"])
-            gate_up = self._linear(h, block["gate_up"], int8)
+            gate_up = self._linear(h, block["gate_up"], quantized)
             gate, up = gate_up[..., :self.intermediate], gate_up[..., self.intermediate:]
             if lora:
                 gate, up = _with_lora(gate, h, lora.get((index, "gate"))), _with_lora(up, h, lora.get((index, "up")))
             hidden = functional.silu(gate) * up
-            down = self._linear(hidden, block["down"], int8)
+            down = self._linear(hidden, block["down"], quantized)
             x = x + (_with_lora(down, hidden, lora.get((index, "down"))) if lora else down)
         if logits_to_keep:
             x = x[:, -int(logits_to_keep):]
         x = self._norm(x, self.norm)
-        return CompactOutput(self._linear(x, self.head, int8), KVCache(layers))
+        return CompactOutput(self._linear(x, self.head, quantized), KVCache(layers))
 
 
 def _with_lora(out: Any, x: Any, adapters: list[tuple[Any, Any, float]] | None) -> Any:
@@ -353,6 +378,32 @@ def lora_tables(model: Any, adapter: str) -> dict[tuple[int, str], list[tuple[An
         tables.setdefault((int(parts[-3]), short), []).append(
             (lora_a[adapter].weight, module.lora_B[adapter].weight, float(module.scaling[adapter])))
     return tables
+
+
+def _lossless_int4(weight: Any, torch: Any, group: int = INT4_GROUP) -> tuple[Any, Any] | None:
+    """``weight`` [out, in] packed for ``torch._weight_int4pack_mm_for_cpu`` with its bfloat16 scales and
+    zeros, if every group of ``group`` inputs already lies on a 16-level grid (a Q4_0/Q4_1 GGUF's
+    layers, de-quantised): then 4 bits lose nothing but the bfloat16 rounding of each group's scale
+    and offset. None for any other weight (int8 per channel serves it) or a shape the kernel refuses."""
+    full = weight.to(torch.float32)
+    rows, width = full.shape
+    if width % group or rows % 16:
+        return None
+    groups = full.reshape(rows, width // group, group)
+    low, high = groups.amin(-1), groups.amax(-1)
+    step = (high - low) / 15
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    levels = torch.div(groups - low[..., None], safe[..., None]).round_().clamp_(0, 15)
+    error = (levels * step[..., None] + low[..., None] - groups).abs()
+    if bool((error > 0.01 * safe[..., None]).any()):  # off the grid by more than 1% of a step: not 4-bit
+        return None
+    try:
+        packed = torch._convert_weight_to_int4pack_for_cpu(levels.reshape(rows, width).to(torch.int32), 1)
+    except RuntimeError:
+        return None
+    # the kernel computes (level - 8) * scale + zero
+    scales_and_zeros = torch.stack([step, low + 8 * step], dim=-1).transpose(0, 1).contiguous()
+    return packed, scales_and_zeros.to(torch.bfloat16)
 
 
 def _quantize_rows(weight: Any, torch: Any) -> tuple[Any, Any]:

@@ -11,7 +11,8 @@ converted-weights cache that makes every load after the first one fast.
   that fails the check, or that transformers cannot read, is converted again and replaced.
   ``TEXTGRAD_LIKE_WEIGHTS_CACHE=0`` turns the cache off.
 * :func:`choose_numerics` times decode steps at 1 and 8 rows and a prefill in each numeric mode
-  (float32, bfloat16 and, for the compact decoder, either with int8 decode weights) and keeps the fastest
+  (float32, bfloat16 and, for the compact decoder, either with int8 or lossless int4 decode weights) and
+  keeps the fastest
   whose greedy tokens agree with float32's (CPU only, models of 50M-1.5B parameters, measured once
   per model and machine, remembered in ``<cache dir>/local_numerics.json``).
   Dynamic int8 (``dtype="int8"``) is never chosen by itself: its activation scale is computed per
@@ -37,12 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError, ModelLoadError
+from .compact_llama import QUANTIZED_DECODE_MODES
 from .embedded import EMBEDDED_NAME, find_embedded_gguf
 
 logger = logging.getLogger(__name__)
 
-NUMERIC_MODES = ("float32", "bfloat16", "bfloat16+int8", "float32+int8", "int8")
-INT8_WEIGHT_MODES = ("bfloat16+int8", "float32+int8")  # compact decoder: int8 weights for decode steps only
+NUMERIC_MODES = ("float32", "bfloat16", *QUANTIZED_DECODE_MODES, "int8")
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 _ENTRY_FORMAT = "textgrad_like.converted_weights/1"
@@ -52,9 +53,10 @@ MEASURE_MAX_PARAMETERS = 1_500_000_000  # above this, measuring means copying to
 MEASURE_MIN_PARAMETERS = 50_000_000  # below this, timings are noise and float32 costs nothing
 AUTO_MODES = ("float32", "bfloat16")  # int8 is explicit only: its per-batch activation scale makes a row's
 # tokens depend on the other rows of its batch
-COMPACT_PROTOCOL = 5  # bump when the compact decoder's kernels or the measurement change: remeasure
+COMPACT_PROTOCOL = 6  # bump when the compact decoder's kernels or the measurement change: remeasure
 COMPACT_AUTO_MODES = ("float32", "bfloat16", "bfloat16+int8", "float32+int8")  # int8 *weights* (no activation
 # scale): row-independent
+COMPACT_INT4_MODES = ("bfloat16+int4", "float32+int4")  # measured too where torch has the int4 kernel
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
         return "auto"
     if dtype in ("int8", "qint8"):
         return "int8"
-    if dtype in INT8_WEIGHT_MODES:
+    if dtype in QUANTIZED_DECODE_MODES:
         return str(dtype)
     if isinstance(dtype, torch.dtype):
         return str(dtype).replace("torch.", "")
@@ -141,7 +143,8 @@ def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
     if name in ("float32", "bfloat16", "float16"):
         return name
     raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16', "
-                             "'bfloat16+int8' or 'float32+int8' (int8 weights for decode steps, CPU only) or 'int8' (dynamic "
+                             "'bfloat16+int8', 'float32+int8', 'bfloat16+int4', 'float32+int4' (quantized weights for decode steps, "
+                             "CPU only) or 'int8' (dynamic "
                              "int8 quantisation of the linear layers, CPU only).")
 
 
@@ -157,7 +160,7 @@ def apply_mode(model: Any, mode: str) -> Any:
 
 def transformers_dtype(mode: str) -> str:
     """The dtype the transformers model (LoRA, training) runs in for a numeric ``mode``."""
-    return mode.split("+")[0] if mode in INT8_WEIGHT_MODES else mode
+    return mode.split("+")[0] if mode in QUANTIZED_DECODE_MODES else mode
 
 
 @contextlib.contextmanager
@@ -476,10 +479,10 @@ def _eos_ids(*values: Any) -> list[int]:
 
 
 def _compact_modes(torch: Any, device: str) -> tuple[str, ...]:
-    from .compact_llama import int8_kernel_available
+    from .compact_llama import int4_kernel_available, int8_kernel_available
 
     if device == "cpu" and int8_kernel_available(torch):
-        return COMPACT_AUTO_MODES
+        return COMPACT_AUTO_MODES + (COMPACT_INT4_MODES if int4_kernel_available(torch) else ())
     return AUTO_MODES
 
 
@@ -612,7 +615,7 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
     except ImportError:
         raise ModelLoadError("Local models need torch and transformers: `pip install textgrad_like[local]`.")
     mode = requested_mode(dtype, device, torch)
-    if (mode == "int8" or mode in INT8_WEIGHT_MODES) and device != "cpu":
+    if (mode == "int8" or mode in QUANTIZED_DECODE_MODES) and device != "cpu":
         raise ConfigurationError(f"dtype={mode!r} runs on the CPU only; use 'bfloat16' on a GPU.")
     warm = _load_warm(source, device, mode, torch, started)
     if warm is not None:
@@ -635,7 +638,7 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
             mode, figures = _compact_choice(_model_key(source), model.state_dict(), config, torch, tokenizer)
         else:
             mode, figures = remembered_numerics(_model_key(source), model)
-    if not compact and mode in INT8_WEIGHT_MODES:
+    if not compact and mode in QUANTIZED_DECODE_MODES:
         mode = transformers_dtype(mode)  # the int8 weights are a compact-decoder kernel
     decoder = _build_decoder(model.state_dict(), config, device, mode) if compact else None
     hf_mode = transformers_dtype(mode)
