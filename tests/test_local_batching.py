@@ -324,3 +324,38 @@ def test_embedded_request_joins_a_running_batch(embedded_lm):
     assert lm("Say hello.", max_tokens=8)[0] == solo
     thread.join()
     assert lm.backend.batcher.stats["joined_running"] > joined_before
+
+
+class _TimedModel:
+    """A stand-in for a decoder whose prefill and decode steps take set times (choose_numerics' view)."""
+
+    vocab_size = 200
+    takes_decode_step = True
+
+    def __init__(self, prefill_s: float, step_s: float) -> None:
+        self.prefill_s, self.step_s = prefill_s, step_s
+
+    def __call__(self, input_ids, use_cache=True, cache=None, decode_step=False, **_):
+        import time
+        from types import SimpleNamespace
+
+        import torch
+
+        time.sleep(self.prefill_s if input_ids.shape[1] > 1 else self.step_s)
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.vocab_size)
+        logits[..., 7] = 1.0
+        return SimpleNamespace(logits=logits, cache=object())
+
+
+def test_choose_numerics_counts_prefill_and_credits_a_shared_prefill_kernel():
+    """A mode that decodes faster but prefills 10x slower loses; two modes with the same prefill dtype
+    are compared on decoding alone, however noisy one of their prefills was."""
+    from textgrad_like.lm.loading import choose_numerics
+
+    models = {"float32": _TimedModel(0.02, 0.02), "bfloat16": _TimedModel(0.2, 0.012),
+              "float32+int8": _TimedModel(0.06, 0.012), "float32+int4": _TimedModel(0.02, 0.008)}
+    mode, figures = choose_numerics(models["float32"], modes=tuple(models), convert=lambda _, m: models[m])
+    assert figures["bfloat16"]["gain"] < 1.0  # 1.67x faster steps, 10x slower prefill
+    assert figures["float32+int8"]["prefill_ms"] >= 55  # its own (noisy) prefill is reported ...
+    assert figures["float32+int8"]["gain"] == pytest.approx((0.02 / 0.012) ** (2 / 3), rel=0.15)  # ... not counted
+    assert mode == "float32+int4"

@@ -393,10 +393,11 @@ def _lossless_int4(weight: Any, torch: Any, group: int = INT4_GROUP) -> tuple[An
     low, high = groups.amin(-1), groups.amax(-1)
     step = (high - low) / 15
     safe = torch.where(step > 0, step, torch.ones_like(step))
-    levels = torch.div(groups - low[..., None], safe[..., None]).round_().clamp_(0, 15)
-    error = (levels * step[..., None] + low[..., None] - groups).abs()
-    if bool((error > 0.01 * safe[..., None]).any()):  # off the grid by more than 1% of a step: not 4-bit
+    scaled = (groups - low[..., None]).div_(safe[..., None])  # in steps above the group's minimum
+    levels = scaled.round()
+    if float(scaled.sub_(levels).abs_().amax()) > 0.01:  # off the grid by more than 1% of a step: not 4-bit
         return None
+    levels.clamp_(0, 15)
     try:
         packed = torch._convert_weight_to_int4pack_for_cpu(levels.reshape(rows, width).to(torch.int32), 1)
     except RuntimeError:
