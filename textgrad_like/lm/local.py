@@ -43,10 +43,12 @@ class LocalLM(LM):
             (hub ids must already be in the Hugging Face cache unless ``allow_download=True``).
         device: ``None``/``"cpu"`` (default), ``"auto"`` (a CUDA GPU when torch sees one) or
             ``"cuda"``/``"cuda:N"``; every device uses the same continuous batching.
-        dtype: ``"auto"`` (default: on CPU the faster of float32 and bfloat16, measured once per model
-            and machine, bfloat16 only where it keeps float32's greedy tokens; bfloat16/float16 on GPU),
-            a torch dtype or its name, or ``"int8"`` (dynamic quantisation; a row's tokens then depend
-            on the other rows of its batch).
+        dtype: ``"auto"`` (default: on CPU the fastest numeric mode measured once per model and
+            machine — decode steps and a prefill, among those that keep float32's greedy tokens;
+            bfloat16/float16 on GPU), a torch dtype or its name, ``"float32+int8"``,
+            ``"bfloat16+int8"``, ``"float32+int4"`` or ``"bfloat16+int4"`` (the compact decoder's
+            quantized decode weights, CPU only), or ``"int8"`` (dynamic quantisation; a row's tokens
+            then depend on the other rows of its batch).
         gguf_file: the .gguf file inside the model directory (or hub repo) to load.
         max_batch_size: most rows decoding at once.
         batch_wait_ms: how long the first request to an idle model waits for others; requests that
