@@ -17,18 +17,19 @@ of 32 inputs instead (``torch._weight_int4pack_mm_for_cpu``, 1.7× faster than i
 AVX2) for each weight whose groups already lie on a 16-level grid, which is what a Q4_0/Q4_1
 GGUF's layers are once de-quantised, so 4 bits lose nothing there but the bfloat16 rounding of
 each group's scale and offset; any other weight (the embedded model's Q8_0 output head, any
-float checkpoint) keeps int8. ``float32+int8`` exists for CPUs
-without bfloat16 arithmetic (AVX2 only), where torch's bfloat16 matrix product is a scalar loop
-about 4× slower than float32 and a few-shot prompt's prefill would cost seconds. The kernel is
-chosen by the kind of pass (prompt tokens: the prefill dtype; generated tokens: int8), never by
-how many rows share the pass, and both kernels give each row the same products whatever its
-neighbours. Attention is the one place a row meets the batch's layout: torch's CPU kernel blocks
-the key columns, so a row among padded neighbours (or after a prefix-cache hit) rounds its
-attention differently, by a few units of the dtype's last place; a greedy token can then differ
-only where two candidates were that close (measured and tested, not exact). The int8
-copy is a second rounding of the same weights; :func:`~textgrad_like.lm.loading.choose_numerics`
-keeps it only when its greedy tokens agree with float32's. RMSNorm is computed in float32 and
-cast, as transformers does.
+float checkpoint) keeps int8. The float32 modes exist for CPUs without bfloat16 arithmetic (AVX2
+only), where torch's bfloat16 matrix product is a scalar loop about 4× slower than float32 and a
+few-shot prompt's prefill would cost seconds.
+
+The kernel is chosen by the kind of pass (prompt tokens: the prefill dtype; generated tokens: the
+quantized weights), never by how many rows share the pass, and these kernels give each row the
+same products whatever its neighbours. Attention is the one place a row meets the batch's layout:
+torch's CPU kernel blocks the key columns, so a row among padded neighbours (or after a
+prefix-cache hit) rounds its attention differently, by a few units of the dtype's last place; a
+greedy token can then differ only where two candidates were that close (measured and tested, not
+exact). The int8 copy is a second rounding of the same weights;
+:func:`~textgrad_like.lm.loading.choose_numerics` keeps a mode only when its greedy tokens agree
+with float32's. RMSNorm is computed in float32 and cast, as transformers does.
 
 Supported: ``model_type`` ``llama``/``qwen2``/``mistral`` configs with SiLU MLPs, default RoPE and
 no sliding window (:func:`supports`). LoRA adapters on the attention and MLP projections are
@@ -199,8 +200,14 @@ class CompactLlama:
         self.embed = (embed if embed is not None else head).to(device=device, dtype=self.dtype)
         self.head = self.embed if head is None or embed is None else head.to(device=device, dtype=self.dtype)
         self.norm = weight("model.norm.weight")
+        # id(weight) -> ("int8", int8 weight [out, in], bf16 scales [out]) or
+        # ("int4", packed 4-bit weight, bf16 scales and zeros [in / INT4_GROUP, out, 2]): decode steps' kernels
+        self.decode_weights: dict[int, tuple[str, Any, Any]] = {}
+        if mode in QUANTIZED_DECODE_MODES and (device != "cpu" or not int8_kernel_available(torch) or (
+                mode.endswith("+int4") and not int4_kernel_available(torch))):
+            raise ValueError(f"mode {mode!r} needs torch's {mode.split('+')[1]} weight kernel on the CPU; use "
+                             f"{mode.split('+')[0]!r}.")
         self.blocks: list[dict[str, Any]] = []
-        originals: dict[int, Any] = {}  # id(weight) -> the state's own tensor (int4 checks its exact values)
         for i in range(self.layers_count):
             p = f"model.layers.{i}."
             qkv = torch.cat([state[p + f"self_attn.{n}_proj.weight"] for n in "qkv"])
@@ -219,28 +226,27 @@ class CompactLlama:
                 "gate_up": gate_up.to(device=device, dtype=self.dtype),
                 "down": weight(p + "mlp.down_proj.weight"),
             })
-            if mode.endswith("+int4"):
+            if mode in QUANTIZED_DECODE_MODES:  # from the state's own values: int4 checks them exactly
                 block = self.blocks[-1]
-                originals.update({id(block["qkv"]): qkv, id(block["o"]): state[p + "self_attn.o_proj.weight"],
-                                  id(block["gate_up"]): gate_up, id(block["down"]): state[p + "mlp.down_proj.weight"]})
+                for name, original in (("qkv", qkv), ("o", state[p + "self_attn.o_proj.weight"]),
+                                       ("gate_up", gate_up), ("down", state[p + "mlp.down_proj.weight"])):
+                    self._add_decode_weight(block[name], original if mode.endswith("+int4") else None)
+        if mode in QUANTIZED_DECODE_MODES:
+            self._add_decode_weight(self.head, None)
         theta = _rope_theta(config)
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device)
                                          / self.head_dim))
-        # id(weight) -> ("int8", int8 weight [out, in], bf16 scales [out]) or
-        # ("int4", packed 4-bit weight, bf16 scales and zeros [in / INT4_GROUP, out, 2]): decode steps' kernels
-        self.decode_weights: dict[int, tuple[str, Any, Any]] = {}
-        if mode in QUANTIZED_DECODE_MODES:
-            if device != "cpu" or not int8_kernel_available(torch) or (
-                    mode.endswith("+int4") and not int4_kernel_available(torch)):
-                raise ValueError(f"mode {mode!r} needs torch's {mode.split('+')[1]} weight kernel on the CPU; use "
-                                 f"{mode.split('+')[0]!r}.")
-            for weight in [b[n] for b in self.blocks for n in ("qkv", "o", "gate_up", "down")] + [self.head]:
-                grid = _lossless_int4(originals[id(weight)], torch) if id(weight) in originals else None
-                if grid is not None:
-                    self.decode_weights[id(weight)] = ("int4", *grid)
-                elif weight.shape[1] % INT8_K_MULTIPLE == 0:  # the kernel needs this width (torch 2.13 crashes
-                    quantized, scales = _quantize_rows(weight, torch)  # on others): other widths stay as they are
-                    self.decode_weights[id(weight)] = ("int8", quantized, scales.to(torch.bfloat16))
+
+    def _add_decode_weight(self, weight: Any, original: Any) -> None:
+        """Register the decode-step copy of ``weight``: int4 when ``original`` (its float values) is
+        already on a 4-bit grid, else int8 where the kernel takes the width; other widths keep
+        ``weight`` itself (torch 2.13's int8 kernel crashes on them)."""
+        grid = _lossless_int4(original, self.torch) if original is not None else None
+        if grid is not None:
+            self.decode_weights[id(weight)] = ("int4", *grid)
+        elif weight.shape[1] % INT8_K_MULTIPLE == 0:
+            quantized, scales = _quantize_rows(weight, self.torch)
+            self.decode_weights[id(weight)] = ("int8", quantized, scales.to(self.torch.bfloat16))
 
     # -- the forward pass -----------------------------------------------------------------------------
     def _linear(self, x: Any, weight: Any, quantized: bool, bias: Any = None) -> Any:

@@ -11,10 +11,10 @@ converted-weights cache that makes every load after the first one fast.
   that fails the check, or that transformers cannot read, is converted again and replaced.
   ``TEXTGRAD_LIKE_WEIGHTS_CACHE=0`` turns the cache off.
 * :func:`choose_numerics` times decode steps at 1 and 8 rows and a prefill in each numeric mode
-  (float32, bfloat16 and, for the compact decoder, either with int8 or lossless int4 decode weights) and
-  keeps the fastest
-  whose greedy tokens agree with float32's (CPU only, models of 50M-1.5B parameters, measured once
-  per model and machine, remembered in ``<cache dir>/local_numerics.json``).
+  (float32, bfloat16 and, for the compact decoder, either with int8 or lossless int4 decode
+  weights) and keeps the fastest whose greedy tokens agree with float32's (CPU only, models of
+  50M-1.5B parameters, measured once per model and machine, remembered in
+  ``<cache dir>/local_numerics.json``).
   Dynamic int8 (``dtype="int8"``) is never chosen by itself: its activation scale is computed per
   batch, so a row's tokens would depend on its neighbours.
 
@@ -143,9 +143,8 @@ def requested_mode(dtype: Any, device: str, torch: Any = None) -> str:
     if name in ("float32", "bfloat16", "float16"):
         return name
     raise ConfigurationError(f"dtype={dtype!r} is not supported. Use 'auto', 'float32', 'bfloat16', 'float16', "
-                             "'bfloat16+int8', 'float32+int8', 'bfloat16+int4', 'float32+int4' (quantized weights for decode steps, "
-                             "CPU only) or 'int8' (dynamic "
-                             "int8 quantisation of the linear layers, CPU only).")
+                             f"{', '.join(repr(m) for m in QUANTIZED_DECODE_MODES)} (quantized weights for decode "
+                             "steps, CPU only) or 'int8' (dynamic int8 quantisation of the linear layers, CPU only).")
 
 
 def apply_mode(model: Any, mode: str) -> Any:
@@ -220,9 +219,10 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
     at 8 rows and a prefill of 8 × 32 prompt tokens (a single stream, a batch and a few-shot
     prompt count alike: on a CPU without bfloat16 arithmetic, bfloat16 decodes faster than float32
     but prefills about 4× slower; modes with the same prefill dtype are credited its best prefill
-    time); the mode with the largest gain of at least ``min_gain`` is chosen, float32 otherwise. ``convert(model, mode)`` builds the candidate (default: a converted copy of a transformers model). ``text_ids``
-    (a tokenized English text) makes the agreement check run on text rather than random tokens,
-    where the next token is rarely a coin toss.
+    time); the mode with the largest gain of at least ``min_gain`` is chosen, float32 otherwise.
+    ``convert(model, mode)`` builds the candidate (default: a converted copy of a transformers
+    model). ``text_ids`` (a tokenized English text) makes the agreement check run on text rather
+    than random tokens, where the next token is rarely a coin toss.
     """
     import torch
 
