@@ -17,6 +17,7 @@ from textgrad_like.lm.decoding import _cache_of  # noqa: E402
 from textgrad_like.lm.text_tokenizer import TextTokenizer  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+from greedy_runs import assert_same_up_to_rounding, record_step_logits  # noqa: E402
 from test_constrained import build_tiny_model_dir  # noqa: E402
 
 
@@ -331,19 +332,6 @@ def test_int8_weights_skip_widths_the_kernel_cannot_take():
     assert out.logits.shape == (1, 1, 20) and torch.isfinite(out.logits).all()
 
 
-def _assert_same_up_to_rounding(reference: list, other: list, dtype) -> None:
-    """Two greedy runs of one prompt: each step's logits agree within a few units of ``dtype``'s
-    rounding, and where the chosen tokens part, ``reference`` was a near tie at that step."""
-    scale = max(float(step.abs().max()) for step in reference)
-    tolerance = 4 * torch.finfo(dtype).eps * scale
-    for ref, got in zip(reference, other, strict=False):
-        assert float((ref - got).abs().max()) <= tolerance
-        if int(ref.argmax()) != int(got.argmax()):
-            top = torch.topk(ref.flatten(), 2).values
-            assert float(top[0] - top[1]) <= 2 * tolerance  # a tie within rounding, not a different answer
-            return
-
-
 @pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="torch has no int8 weight kernel here")
 @pytest.mark.parametrize(("mode", "dtype"), INT8_MODES)
 def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hit(tiny_dir, mode, dtype,
@@ -355,16 +343,8 @@ def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hi
     import threading
 
     from textgrad_like.lm import LM
-    from textgrad_like.lm.decoding import DecodeEngine
 
-    seen: dict[tuple[int, ...], list] = {}
-    pick = DecodeEngine._pick
-
-    def recording_pick(self, row, logits, torch_module):
-        seen.setdefault(tuple(row.prompt_ids), []).append(logits.detach().clone())
-        return pick(self, row, logits, torch_module)
-
-    monkeypatch.setattr(DecodeEngine, "_pick", recording_pick)
+    seen = record_step_logits(monkeypatch)
     lm = LM(f"local/{tiny_dir}", dtype=mode, temperature=0.0, max_tokens=12, cache=False)
     prompt = "the quick brown fox"
 
@@ -375,7 +355,7 @@ def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hi
 
     alone = run_alone()
     prompt_ids = next(iter(seen))
-    _assert_same_up_to_rounding(alone, run_alone(), dtype)  # the second call reuses the cached prompt prefix
+    assert_same_up_to_rounding(alone, run_alone(), dtype)  # the second call reuses the cached prompt prefix
     others = ["hello there", "one two three", "a b c d e f", "tea and cake"]
     seen.clear()
     threads = [threading.Thread(target=lm, args=(t,)) for t in [prompt] + others]
@@ -385,7 +365,7 @@ def test_int8_mode_answers_a_prompt_alike_alone_in_a_batch_and_after_a_prefix_hi
         t.join()
     assert lm.backend.batcher.stats["max_active"] >= 2  # it did share steps with other rows
     assert len(seen) == 5
-    _assert_same_up_to_rounding(alone, seen[prompt_ids], dtype)
+    assert_same_up_to_rounding(alone, seen[prompt_ids], dtype)
 
 
 def test_chat_templates_get_what_transformers_gives_them(tiny_dir, tmp_path):
