@@ -248,13 +248,13 @@ def choose_numerics(model: Any, modes: tuple[str, ...] = AUTO_MODES, min_agreeme
     # them, so that one noisy prefill does not decide between two modes that differ only in decoding.
     prefill: dict[str, float] = {"float32": base_seconds[-1]}
     for mode, (seconds, _) in measured.items():
-        dtype = mode.split("+")[0]
+        dtype = transformers_dtype(mode)
         prefill[dtype] = min(prefill.get(dtype, math.inf), seconds[-1])
+    base = base_seconds[:-1] + [prefill["float32"]]
     chosen, best_gain = "float32", 1.0
     for mode, (seconds, agreement) in measured.items():
         figures[mode] = _timing_figures(seconds) | {"agreement": round(agreement, 3)}
-        timed = seconds[:-1] + [prefill[mode.split("+")[0]]]
-        base = base_seconds[:-1] + [prefill["float32"]]
+        timed = seconds[:-1] + [prefill[transformers_dtype(mode)]]
         gain = math.prod(old / new for new, old in zip(timed, base, strict=True)) ** (1 / len(timed))
         figures[mode]["gain"] = round(gain, 3)
         if agreement >= min_agreement and gain >= min_gain and gain > best_gain:
@@ -648,7 +648,7 @@ def load_model_and_tokenizer(source: ModelSource, device: str, dtype: Any = None
         else:
             mode, figures = remembered_numerics(_model_key(source), model)
     if not compact and mode in QUANTIZED_DECODE_MODES:
-        mode = transformers_dtype(mode)  # the int8 weights are a compact-decoder kernel
+        mode = transformers_dtype(mode)  # quantized decode weights are a compact-decoder kernel
     decoder = _build_decoder(model.state_dict(), config, device, mode) if compact else None
     hf_mode = transformers_dtype(mode)
     if hf_mode != load_dtype:
